@@ -1,0 +1,40 @@
+"""``python -m cds_service``: ``serve`` starts the service, ``evaluate`` runs a file through it offline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cds_service.cli import evaluate
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from cds_service.settings import Settings
+
+    settings = Settings()
+    uvicorn.run("cds_service.app:create_app", factory=True, host=args.host or settings.host,
+                port=args.port or settings.port, workers=args.workers or settings.workers,
+                log_level=settings.log_level.lower())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cds_service", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="start the CDS Hooks service")
+    serve.add_argument("--host", help="interface to listen on (default: CDS_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default: CDS_PORT or 8080)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: CDS_WORKERS or 1)")
+    serve.set_defaults(run=_serve)
+    evaluation = commands.add_parser("evaluate", help="run a request or a patient's record offline")
+    evaluate.add_arguments(evaluation)
+    evaluation.set_defaults(run=evaluate.main)
+    args = parser.parse_args(argv)
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

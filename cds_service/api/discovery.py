@@ -1,0 +1,23 @@
+"""``GET /cds-services`` (CDS Hooks 2.0 §Discovery) and ``GET /version``, from the one registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from cds_service.api.deps import RuntimeDep
+
+router = APIRouter()
+
+
+@router.get("/cds-services", summary="CDS Hooks discovery")
+async def discovery(runtime: RuntimeDep) -> dict[str, Any]:
+    knowledge = runtime.knowledge
+    extension = {knowledge.catalogue.common.knowledge_extension: {"knowledgeVersion": knowledge.version}}
+    return {"services": [s.discovery_entry(extension) for s in knowledge.registry.values()]}
+
+
+@router.get("/version", summary="Knowledge version: package, cards, value sets and site configuration")
+async def version(runtime: RuntimeDep) -> dict[str, Any]:
+    return runtime.knowledge.describe()

@@ -1,0 +1,65 @@
+"""The FastAPI application: ``create_app(settings)`` wires knowledge, the FHIR HTTP client, the audit
+store, CORS and the routes. Knowledge is loaded here, so a bad card or site configuration stops start-up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from uuid import uuid4
+
+import httpx
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from cds_service import __version__
+from cds_service.api import discovery, feedback, hooks
+from cds_service.api.deps import Runtime
+from cds_service.api.errors import install_error_handlers
+from cds_service.audit.store import AuditStore, SqlAuditStore
+from cds_service.knowledge import load_knowledge
+from cds_service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Callable[[], datetime] = _now,
+    new_uuid: Callable[[], str] = lambda: str(uuid4()),
+    audit: AuditStore | None = None,
+) -> FastAPI:
+    settings = settings or Settings()
+    knowledge = load_knowledge(settings.cards_dir, settings.site_config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = audit or SqlAuditStore(settings.audit_db_url)
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        async with httpx.AsyncClient(limits=limits, trust_env=False) as http:
+            app.state.runtime = Runtime(settings, knowledge, http, store, clock, new_uuid)
+            log.info("service ready", extra={"knowledge_version": knowledge.version})
+            try:
+                yield
+            finally:
+                if audit is None:
+                    store.close()
+
+    app = FastAPI(title="Palbociclib order check: CDS Hooks 2.0 service", version=__version__,
+                  lifespan=lifespan)
+    install_error_handlers(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"], allow_credentials=False, max_age=600,
+        )
+    app.include_router(discovery.router)
+    app.include_router(hooks.router)
+    app.include_router(feedback.router)
+    return app

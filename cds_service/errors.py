@@ -1,0 +1,49 @@
+"""Errors the service answers with, each mapped to an HTTP status and an OperationOutcome.
+
+    CdsError
+    ├── InvalidRequest        400  malformed JSON, not CDS Hooks, wrong hook, bad context
+    ├── UnknownService        404  no service with that id
+    └── PrefetchUnavailable   412  the patient's data can be had neither from prefetch nor from the FHIR server
+
+FHIR fallback failures are not errors of the call: they are collected per prefetch key (see
+``prefetch.resolve``) and reported on a ``data-unavailable`` card.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class CdsError(Exception):
+    status_code = 500
+    issue_code = "exception"
+
+    def __init__(self, message: str, *, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+    def operation_outcome(self) -> dict[str, Any]:
+        return operation_outcome(self.message, self.issue_code, self.details)
+
+
+class InvalidRequest(CdsError):
+    status_code = 400
+    issue_code = "invalid"
+
+
+class UnknownService(CdsError):
+    status_code = 404
+    issue_code = "not-found"
+
+
+class PrefetchUnavailable(CdsError):
+    status_code = 412
+    issue_code = "incomplete"
+
+
+def operation_outcome(message: str, code: str, details: list[str] | None = None) -> dict[str, Any]:
+    """A FHIR R4 OperationOutcome with one error issue for the message and one per detail."""
+    issues: list[dict[str, Any]] = [{"severity": "error", "code": code, "diagnostics": message}]
+    issues.extend({"severity": "error", "code": code, "diagnostics": d} for d in details or [])
+    return {"resourceType": "OperationOutcome", "issue": issues}

@@ -1,0 +1,149 @@
+"""Read prefetch queries from the EHR's FHIR server when the EHR did not send them.
+
+The access token from ``fhirAuthorization`` is sent only to the FHIR base the EHR named: a Bundle ``next``
+link to any other origin or path is not followed (smart-on-fhir/client-py sends the token wherever a link
+points). Every failure becomes a ``QueryOutcome`` and never an exception out of ``fetch``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import Any
+
+import httpx
+import orjson
+
+from cds_service.prefetch.model import QueryOutcome
+
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+MAX_RESPONSE_BYTES = 20 * 1024 * 1024
+
+
+class FetchFailed(Exception):
+    """A query failed; ``outcomes`` holds every request made for it, the failed one last."""
+
+    def __init__(self, outcome: QueryOutcome, reason: str, earlier: list[QueryOutcome] | None = None) -> None:
+        super().__init__(reason)
+        self.outcomes = [*(earlier or []), outcome]
+        self.reason = reason
+
+
+def is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def refuse_base(url: str, allow_http: bool) -> str | None:
+    """Why a ``fhirServer`` URL must not be used, or ``None`` when it may."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "fhirServer is not a valid URL"
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        return "fhirServer must be an http(s) URL"
+    if parsed.userinfo:
+        return "fhirServer must not carry credentials"
+    if parsed.scheme == "http" and not (allow_http or is_loopback(parsed.host)):
+        return "fhirServer uses plain http; the access token is sent over https only"
+    return None
+
+
+class FhirGateway:
+    """The FHIR server of one hook call."""
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, token: str | None, *,
+                 timeout: float, max_pages: int) -> None:
+        self._http = http
+        self._base = httpx.URL(base_url.rstrip("/") + "/")
+        self._token = token
+        self._timeout = timeout
+        self._max_pages = max_pages
+
+    def _same_server(self, url: httpx.URL) -> bool:
+        return (url.scheme, url.host, url.port) == (self._base.scheme, self._base.host, self._base.port) \
+            and url.path.startswith(self._base.path)
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/fhir+json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        return headers
+
+    async def _get(self, key: str, url: httpx.URL) -> tuple[dict[str, Any], QueryOutcome]:
+        shown = str(url.copy_with(query=None))  # the audit keeps the path; queries name patients
+        started = time.perf_counter()
+
+        def outcome(kind: Any, status: int | None = None, entries: int = 0) -> QueryOutcome:
+            return QueryOutcome(key, shown, status, kind, (time.perf_counter() - started) * 1000, entries)
+
+        try:
+            async with self._http.stream("GET", url, headers=self._headers(), timeout=self._timeout,
+                                         follow_redirects=False) as response:
+                if response.status_code != 200:
+                    raise FetchFailed(outcome("http-error", response.status_code),
+                                      f"HTTP {response.status_code}")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body.extend(chunk)
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise FetchFailed(outcome("malformed", 200), "response too large")
+        except httpx.TimeoutException as exc:
+            raise FetchFailed(outcome("timeout"), "timed out") from exc
+        except httpx.HTTPError as exc:
+            raise FetchFailed(outcome("network-error"), "connection failed") from exc
+        try:
+            parsed = orjson.loads(bytes(body))
+        except orjson.JSONDecodeError as exc:
+            raise FetchFailed(outcome("malformed", 200), "malformed JSON") from exc
+        if not isinstance(parsed, dict) or not isinstance(parsed.get("resourceType"), str):
+            raise FetchFailed(outcome("malformed", 200), "not a FHIR resource")
+        entries = len(parsed.get("entry") or []) if isinstance(parsed.get("entry"), list) else 0
+        return parsed, outcome("ok", 200, entries)
+
+    async def read(self, key: str, relative: str, resource_type: str) -> tuple[dict[str, Any], list[QueryOutcome]]:
+        """One resource (``Patient/123``)."""
+        resource, outcome = await self._get(key, self._base.join(relative))
+        if resource.get("resourceType") != resource_type:
+            bad = QueryOutcome(key, outcome.url, 200, "malformed", outcome.elapsed_ms)
+            raise FetchFailed(bad, f"expected {resource_type}, got {resource.get('resourceType')}")
+        return resource, [outcome]
+
+    async def search(self, key: str, relative: str, limit: int) -> tuple[list[dict[str, Any]], list[QueryOutcome]]:
+        """Entries of a search, following ``next`` links on the same server up to ``limit`` entries."""
+        url: httpx.URL | None = self._base.join(relative)
+        resources: list[dict[str, Any]] = []
+        outcomes: list[QueryOutcome] = []
+        pages = 0
+        while url is not None and pages < self._max_pages and len(resources) < limit:
+            try:
+                bundle, outcome = await self._get(key, url)
+            except FetchFailed as failed:
+                raise FetchFailed(failed.outcomes[-1], failed.reason, outcomes) from failed
+            outcomes.append(outcome)
+            pages += 1
+            if bundle.get("resourceType") != "Bundle":
+                raise FetchFailed(QueryOutcome(key, outcome.url, 200, "malformed", outcome.elapsed_ms),
+                                  f"expected a Bundle, got {bundle.get('resourceType')}", outcomes[:-1])
+            for entry in bundle.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if isinstance(resource, dict) and resource.get("resourceType") not in (None, "OperationOutcome"):
+                    resources.append(resource)
+            url = self._next(bundle)
+            if url is not None and not self._same_server(url) and len(resources) < limit:
+                refused = QueryOutcome(key, str(url.copy_with(query=None)), None, "refused", 0.0)
+                raise FetchFailed(refused, "next link points outside the FHIR server; not followed", outcomes)
+        return resources[:limit], outcomes
+
+    def _next(self, bundle: dict[str, Any]) -> httpx.URL | None:
+        for link in bundle.get("link") or []:
+            if isinstance(link, dict) and link.get("relation") == "next" and isinstance(link.get("url"), str):
+                try:
+                    return self._base.join(link["url"])
+                except httpx.InvalidURL:
+                    return None
+        return None

@@ -1,0 +1,79 @@
+"""Everything that decides what the service says, loaded and checked once at start-up.
+
+Value sets, the card catalogue, the rules and the site configuration together have one knowledge
+version: the package version plus a digest of all of them. Discovery, ``GET /version`` and every
+response carry it, so any card can be traced to the exact rules and texts that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from cds_service import __version__
+from cds_service.catalogue import Catalogue, CatalogueError, load_catalogue
+from cds_service.fhir.models import InvalidResource, validate_resource
+from cds_service.render import CallContext, fill_resource
+from cds_service.rules import RULES, Rule
+from cds_service.services import ServiceDefinition, build_registry
+from cds_service.site import SiteConfig, load_site_config
+from cds_service.terminology import VALUESETS_DIR, ValueSets, load_valuesets
+
+PIPELINE_CARDS = ("data-unavailable",)
+"""Cards the pipeline itself raises, not a rule."""
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    valuesets: ValueSets
+    catalogue: Catalogue
+    site: SiteConfig
+    rules: tuple[Rule, ...]
+    registry: Mapping[str, ServiceDefinition]
+    version: str
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "knowledgeVersion": self.version,
+            "packageVersion": __version__,
+            "cardsDigest": self.catalogue.digest,
+            "valueSetsDigest": self.valuesets.digest,
+            "siteConfigDigest": self.site.digest,
+            "rules": [{"name": r.name, "cards": list(r.fires), "needs": sorted(r.needs),
+                       "thresholds": dict(self.site.thresholds_for(r))} for r in self.rules],
+            "disabledCards": sorted(self.site.disabled),
+        }
+
+
+def _check_suggested_resources(catalogue: Catalogue) -> None:
+    call = CallContext(patient_id="example", user_id="Practitioner/example", encounter_id="example",
+                       today=date(2026, 1, 1))
+    for entry in catalogue.entries.values():
+        for suggestion in entry.suggestions:
+            for action in suggestion.actions:
+                if action.resource is None:
+                    continue
+                try:
+                    validate_resource(fill_resource(action.resource, call))
+                except InvalidResource as exc:
+                    raise CatalogueError(f"{entry.rule_id}.yaml: suggestion {suggestion.label!r}: {exc}") from exc
+
+
+def load_knowledge(cards_dir: Path, site_config: Path | None = None,
+                   valuesets_dir: Path = VALUESETS_DIR) -> Knowledge:
+    valuesets = load_valuesets(valuesets_dir)
+    required = {card for rule in RULES for card in rule.fires} | set(PIPELINE_CARDS)
+    catalogue = load_catalogue(cards_dir, required)
+    _check_suggested_resources(catalogue)
+    site = load_site_config(site_config, RULES, catalogue.entries)
+    digest = hashlib.sha256(
+        f"{__version__}\0{catalogue.digest}\0{valuesets.digest}\0{site.digest}".encode()
+    ).hexdigest()
+    return Knowledge(
+        valuesets=valuesets, catalogue=catalogue, site=site, rules=RULES,
+        registry=build_registry(valuesets), version=f"{__version__}+{digest[:12]}",
+    )

@@ -1,0 +1,62 @@
+"""Service settings, read from environment variables prefixed ``CDS_``.
+
+Settings are built explicitly (``Settings()``) and handed to ``create_app``; nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_DIR = PACKAGE_DIR.parent
+BUNDLED_DIR = PACKAGE_DIR / "_bundled"
+
+
+def _data_dir(name: str) -> Path:
+    """Prefer the checkout's top-level folder; fall back to the copy bundled in the wheel."""
+    in_repo = REPO_DIR / name
+    return in_repo if in_repo.is_dir() else BUNDLED_DIR / name
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CDS_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+
+    cards_dir: Path = Field(default_factory=lambda: _data_dir("cards"))
+    fixtures_dir: Path = Field(default_factory=lambda: _data_dir("fhir_fixtures"))
+    site_config: Path | None = None
+    """YAML file with site tuning (rules switched off, indicators, thresholds)."""
+
+    audit_db_url: str = "sqlite:///./cds-audit.sqlite3"
+
+    deadline_seconds: float = Field(default=2.0, gt=0, le=30)
+    """Bound on a whole hook call, FHIR fallback included."""
+    fhir_query_timeout_seconds: float = Field(default=1.5, gt=0, le=30)
+    fhir_max_pages: int = Field(default=5, ge=1, le=100)
+    fhir_max_entries: int = Field(default=2000, ge=1, le=100_000)
+    fhir_allow_http: bool = False
+    """Allow plain-http FHIR servers other than loopback ones (never for production data)."""
+
+    cors_origins: list[str] = Field(default_factory=list)
+    """Browser origins (e.g. the CDS Hooks Sandbox) allowed to call the service."""
+
+    log_level: str = "INFO"
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _no_wildcard(cls, value: list[str]) -> list[str]:
+        if "*" in value:
+            raise ValueError("CORS origins must be listed explicitly; '*' is not allowed")
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

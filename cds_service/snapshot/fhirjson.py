@@ -1,0 +1,130 @@
+"""Defensive readers for FHIR R4 JSON.
+
+The hot path reads plain dicts rather than validating whole resources with fhir.resources (about 50 times
+slower); every reader here tolerates a missing or wrongly typed element and returns ``None`` or empty.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+from cds_service.snapshot.model import Code, Evidence
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_list(value: Any) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    return [value] if isinstance(value, dict) else []
+
+
+def as_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    return None
+
+
+def codings(concept: Any) -> list[Code]:
+    """The codings of a CodeableConcept (or a bare Coding), skipping malformed ones."""
+    concept = as_dict(concept)
+    items = as_list(concept.get("coding")) if "coding" in concept else [concept]
+    out = []
+    for item in items:
+        item = as_dict(item)
+        code = item.get("code")
+        if isinstance(code, str | int) and str(code).strip():
+            out.append(Code(system=str(item.get("system") or ""), code=str(code).strip(),
+                            display=as_str(item.get("display"))))
+    return out
+
+
+def concept_text(concept: Any) -> str:
+    """Human text of a CodeableConcept: its text, else the displays of its codings."""
+    concept = as_dict(concept)
+    text = as_str(concept.get("text"))
+    if text:
+        return text
+    return "; ".join(c.display for c in codings(concept) if c.display)
+
+
+def parse_datetime(value: Any) -> datetime | None:
+    """FHIR date, dateTime or instant as an aware datetime (partial dates at their start, UTC if no zone)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 4:
+            return datetime(int(text), 1, 1, tzinfo=UTC)
+        if len(text) == 7:
+            return datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
+        if len(text) == 10:
+            parsed = date.fromisoformat(text)
+            return datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC)
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_date(value: Any) -> date | None:
+    moment = parse_datetime(value)
+    return moment.date() if moment else None
+
+
+def first_datetime(resource: dict[str, Any], *fields: str) -> datetime | None:
+    """The first parseable date among fields; Period-valued fields give their start."""
+    for name in fields:
+        value = resource.get(name)
+        if isinstance(value, dict):
+            value = value.get("start") or value.get("end")
+        moment = parse_datetime(value)
+        if moment is not None:
+            return moment
+    return None
+
+
+def evidence(resource: dict[str, Any], when: datetime | None, description: str) -> Evidence:
+    return Evidence(
+        resource_type=str(resource.get("resourceType") or "Resource"),
+        resource_id=as_str(resource.get("id")),
+        date=when,
+        description=description,
+    )
+
+
+def bundle_resources(value: Any) -> Iterator[dict[str, Any]]:
+    """Resources of a searchset Bundle, or the resource itself; OperationOutcome entries are skipped."""
+    value = as_dict(value)
+    if value.get("resourceType") == "Bundle":
+        for entry in as_list(value.get("entry")):
+            resource = as_dict(as_dict(entry).get("resource"))
+            if isinstance(resource.get("resourceType"), str) and resource["resourceType"] != "OperationOutcome":
+                yield resource
+    elif isinstance(value.get("resourceType"), str):
+        yield value
+
+
+def reference_id(reference: Any) -> tuple[str | None, str | None]:
+    """``(type, id)`` of a Reference (relative or absolute URL); ``(None, "#x")`` for contained ones."""
+    ref = as_str(as_dict(reference).get("reference"))
+    if ref is None:
+        return None, None
+    if ref.startswith("#"):
+        return None, ref
+    parts = [p for p in ref.split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    if len(parts) >= 2:
+        return parts[-2], parts[-1]
+    return None, ref

@@ -1,0 +1,141 @@
+"""Observations to ``LabResult``s: concept, canonical value, coded or text result, reference range."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from cds_service.snapshot.fhirjson import (
+    as_dict,
+    as_float,
+    as_list,
+    as_str,
+    codings,
+    concept_text,
+    evidence,
+    first_datetime,
+)
+from cds_service.snapshot.model import LabResult
+from cds_service.snapshot.units import LabUnit, convert
+from cds_service.terminology import ValueSets
+
+# Canonical unit per lab concept (clinical brief §6.5); molar masses turn mol/L into mass units.
+LAB_UNITS: dict[str, LabUnit] = {
+    "anc": LabUnit("count-per-volume", "10*9/L"),
+    "wbc": LabUnit("count-per-volume", "10*9/L"),
+    "platelets": LabUnit("count-per-volume", "10*9/L"),
+    "neutrophils-percent": LabUnit("percent", "%"),
+    "bands-percent": LabUnit("percent", "%"),
+    "hemoglobin": LabUnit("mass-per-volume", "g/dL", molar_mass=16114.5),
+    "albumin": LabUnit("mass-per-volume", "g/dL", molar_mass=66500.0),
+    "bilirubin-total": LabUnit("mass-per-volume", "mg/dL", molar_mass=584.66),
+    "creatinine": LabUnit("mass-per-volume", "mg/dL", molar_mass=113.12),
+    "estradiol": LabUnit("mass-per-volume", "pg/mL", molar_mass=272.38),
+    "ast": LabUnit("enzyme-activity", "U/L"),
+    "alt": LabUnit("enzyme-activity", "U/L"),
+    "fsh": LabUnit("arbitrary-units", "[IU]/L"),
+    "lh": LabUnit("arbitrary-units", "[IU]/L"),
+    "hcg-serum-quantitative": LabUnit("arbitrary-units", "[IU]/L"),
+    "body-temperature": LabUnit("temperature", "Cel"),
+    "inr": LabUnit("ratio", "{ratio}"),
+}
+_EPOCH = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def newest_first(lab: LabResult) -> tuple[int, float]:
+    moment = lab.effective or _EPOCH
+    return (0 if lab.effective else 1, -moment.timestamp())
+
+
+def _quantity(value: Any) -> tuple[float | None, str | None, str]:
+    quantity = as_dict(value)
+    number = as_float(quantity.get("value"))
+    system = quantity.get("system")
+    code = as_str(quantity.get("code")) if system in (None, "http://unitsofmeasure.org") else None
+    unit = code or as_str(quantity.get("unit"))
+    shown_unit = as_str(quantity.get("unit")) or code or ""
+    comparator = as_str(quantity.get("comparator")) or ""
+    original = f"{comparator}{quantity.get('value')} {shown_unit}".strip()
+    return number, unit, original
+
+
+def _result_concepts(element: dict[str, Any], vs: ValueSets) -> tuple[frozenset[str], str | None]:
+    """Result-value concepts from valueCodeableConcept, valueString and interpretation."""
+    found: set[str] = set()
+    shown: str | None = None
+    concept = element.get("valueCodeableConcept")
+    if concept is not None:
+        found |= vs.lookup_codings("result_values", ((c.system, c.code) for c in codings(concept)))
+        shown = concept_text(concept) or ", ".join(c.code for c in codings(concept))
+        text = as_str(as_dict(concept).get("text"))
+        if not found and text:
+            hit = vs.text_concept("result_values", text)
+            found |= {hit} if hit else set()
+    text_value = as_str(element.get("valueString"))
+    if text_value is not None:
+        shown = text_value
+        hit = vs.text_concept("result_values", text_value)
+        if hit:
+            found.add(hit)
+    if not found:
+        for interpretation in as_list(element.get("interpretation")):
+            found |= vs.lookup_codings("result_values", ((c.system, c.code) for c in codings(interpretation)))
+    return frozenset(found), shown
+
+
+def _one(element: dict[str, Any], concept: str, resource: dict[str, Any], vs: ValueSets,
+         when: datetime | None, ranges: list[Any]) -> LabResult:
+    unit_spec = LAB_UNITS.get(concept)
+    value: float | None = None
+    unit: str | None = None
+    interpretable = True
+    original = ""
+    if "valueQuantity" in element:
+        number, raw_unit, original = _quantity(element.get("valueQuantity"))
+        if number is not None and unit_spec is not None:
+            value = convert(number, raw_unit, unit_spec)
+            unit = unit_spec.canonical
+            interpretable = value is not None
+        else:
+            interpretable = False
+    results, shown = _result_concepts(element, vs)
+    if not original:
+        original = shown or ""
+    low = high = None
+    if unit_spec is not None:
+        for reference in ranges:
+            reference = as_dict(reference)
+            low_q, high_q = as_dict(reference.get("low")), as_dict(reference.get("high"))
+            if low_q:
+                number, raw_unit, _ = _quantity(low_q)
+                low = convert(number, raw_unit or _unit_of(element), unit_spec) if number is not None else None
+            if high_q:
+                number, raw_unit, _ = _quantity(high_q)
+                high = convert(number, raw_unit or _unit_of(element), unit_spec) if number is not None else None
+            break
+    label = concept_text(element.get("code")) or concept
+    return LabResult(
+        concept=concept, effective=when, value=value, unit=unit if value is not None else None,
+        interpretable=interpretable, original=original, result_concepts=results,
+        reference_low=low, reference_high=high,
+        evidence=evidence(resource, when, f"{label}: {original or 'no value'}"),
+    )
+
+
+def _unit_of(element: dict[str, Any]) -> str | None:
+    return _quantity(element.get("valueQuantity"))[1]
+
+
+def lab_results(resource: dict[str, Any], vs: ValueSets) -> list[LabResult]:
+    """The results an Observation holds: itself and each coded component (panels, variant reports)."""
+    when = first_datetime(resource, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
+    out: list[LabResult] = []
+    own = vs.lookup_codings("observations", ((c.system, c.code) for c in codings(resource.get("code"))))
+    for concept in sorted(own):
+        out.append(_one(resource, concept, resource, vs, when, as_list(resource.get("referenceRange"))))
+    for component in as_list(resource.get("component")):
+        component = as_dict(component)
+        found = vs.lookup_codings("observations", ((c.system, c.code) for c in codings(component.get("code"))))
+        for concept in sorted(found - own):
+            out.append(_one(component, concept, resource, vs, when, as_list(component.get("referenceRange"))))
+    return out

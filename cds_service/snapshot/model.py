@@ -1,0 +1,146 @@
+"""Patient snapshot: FHIR data reduced to concepts, canonical units and dates.
+
+Rules read only these types. Every fact keeps an ``Evidence`` naming the resource it came from, so a card
+can show what it used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+Sex = Literal["female", "male", "other", "unknown"]
+MedicationSource = Literal["request", "statement", "draft"]
+MatchedBy = Literal["ingredient", "product", "text"]
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Where a fact came from: the resource, its date and the value as it was received."""
+
+    resource_type: str
+    resource_id: str | None
+    date: datetime | None
+    description: str
+
+    @property
+    def reference(self) -> str:
+        return f"{self.resource_type}/{self.resource_id}" if self.resource_id else self.resource_type
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    system: str
+    code: str
+    display: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CodedFact:
+    """A Condition or Procedure mapped to concepts."""
+
+    concepts: frozenset[str]
+    codes: tuple[Code, ...]
+    text: str | None
+    status: str | None
+    date: datetime | None
+    evidence: Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class LabResult:
+    """An Observation mapped to a concept, its value in canonical units when it has a quantity."""
+
+    concept: str
+    effective: datetime | None
+    value: float | None
+    unit: str | None
+    interpretable: bool
+    original: str
+    """The value and unit exactly as received, e.g. ``"1.3 K/uL"``."""
+    result_concepts: frozenset[str] = frozenset()
+    """Coded or text results mapped to concepts (positive, negative, her2-ihc-3plus, ...)."""
+    reference_low: float | None = None
+    reference_high: float | None = None
+    evidence: Evidence = field(default_factory=lambda: Evidence("Observation", None, None, ""))
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    system: str
+    code: str
+    display: str
+    ingredients: frozenset[str]
+    form: str | None
+    strength_mg: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MedicationUse:
+    """A medicine the patient takes or is being ordered, resolved to its ingredients."""
+
+    ingredients: frozenset[str]
+    groups: frozenset[str]
+    source: MedicationSource
+    status: str | None
+    product: Product | None
+    matched_by: MatchedBy
+    text: str
+    evidence: Evidence
+
+    @property
+    def is_current(self) -> bool:
+        """Taken now or ordered with this order set (not completed, stopped or cancelled)."""
+        if self.source == "draft":
+            return True
+        allowed = _CURRENT_REQUEST if self.source == "request" else _CURRENT_STATEMENT
+        return self.status in allowed
+
+
+_CURRENT_REQUEST = frozenset({"active", "on-hold"})
+_CURRENT_STATEMENT = frozenset({"active", "intended", "on-hold"})
+
+
+@dataclass(frozen=True, slots=True)
+class PalbociclibOrder:
+    """The draft palbociclib order the hook fired for."""
+
+    resource_id: str | None
+    status: str | None
+    product: Product | None
+    matched_by: MatchedBy
+    text: str
+    evidence: Evidence
+
+    @property
+    def reference(self) -> str | None:
+        return f"MedicationRequest/{self.resource_id}" if self.resource_id else None
+
+
+@dataclass(frozen=True, slots=True)
+class PatientSnapshot:
+    as_of: datetime
+    patient_id: str
+    sex: Sex
+    birth_date: date | None
+    age_years: int | None
+    conditions: tuple[CodedFact, ...] = ()
+    procedures: tuple[CodedFact, ...] = ()
+    medications: tuple[MedicationUse, ...] = ()
+    labs: tuple[LabResult, ...] = ()
+    """Newest first."""
+    available: frozenset[str] = frozenset()
+    """Prefetch keys whose data was obtained (possibly empty)."""
+
+    def conditions_with(self, concept: str) -> tuple[CodedFact, ...]:
+        return tuple(c for c in self.conditions if concept in c.concepts)
+
+    def labs_for(self, concept: str) -> tuple[LabResult, ...]:
+        return tuple(lab for lab in self.labs if lab.concept == concept)
+
+    def medications_in(self, *groups_or_ingredients: str) -> tuple[MedicationUse, ...]:
+        wanted = set(groups_or_ingredients)
+        return tuple(
+            m for m in self.medications if wanted & m.ingredients or wanted & m.groups
+        )
