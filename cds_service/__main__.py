@@ -14,9 +14,14 @@ def _serve(args: argparse.Namespace) -> int:
     from cds_service.settings import Settings
 
     settings = Settings()
-    uvicorn.run("cds_service.app:create_app", factory=True, host=args.host or settings.host,
-                port=args.port or settings.port, workers=args.workers or settings.workers,
-                log_level=settings.log_level.lower())
+    uvicorn.run(
+        "cds_service.app:create_app",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers or settings.workers,
+        log_level=settings.log_level.lower(),
+    )
     return 0
 
 

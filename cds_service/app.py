@@ -51,13 +51,16 @@ def create_app(
                 if audit is None:
                     store.close()
 
-    app = FastAPI(title="Palbociclib order check: CDS Hooks 2.0 service", version=__version__,
-                  lifespan=lifespan)
+    app = FastAPI(title="Palbociclib order check: CDS Hooks 2.0 service", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "OPTIONS"],
-            allow_headers=["Authorization", "Content-Type"], allow_credentials=False, max_age=600,
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type"],
+            allow_credentials=False,
+            max_age=600,
         )
     app.include_router(discovery.router)
     app.include_router(hooks.router)

@@ -134,8 +134,10 @@ def _check_entry(path: Path, entry: CardEntry, common: CommonEntry) -> None:
         raise CatalogueError(f"{path.name}: example_params lacks {sorted(missing_examples)}")
     summary = entry.summary.format(**entry.example_params)
     if len(summary) >= 140:
-        raise CatalogueError(f"{path.name}: summary is {len(summary)} characters with the example "
-                             "params; the spec requires fewer than 140")
+        raise CatalogueError(
+            f"{path.name}: summary is {len(summary)} characters with the example "
+            "params; the spec requires fewer than 140"
+        )
     unknown = [r for r in entry.override_reasons if r not in common.override_reasons]
     if unknown:
         raise CatalogueError(f"{path.name}: override reasons not in _catalogue.yaml: {unknown}")

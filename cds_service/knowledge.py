@@ -43,15 +43,23 @@ class Knowledge:
             "cardsDigest": self.catalogue.digest,
             "valueSetsDigest": self.valuesets.digest,
             "siteConfigDigest": self.site.digest,
-            "rules": [{"name": r.name, "cards": list(r.fires), "needs": sorted(r.needs),
-                       "thresholds": dict(self.site.thresholds_for(r))} for r in self.rules],
+            "rules": [
+                {
+                    "name": r.name,
+                    "cards": list(r.fires),
+                    "needs": sorted(r.needs),
+                    "thresholds": dict(self.site.thresholds_for(r)),
+                }
+                for r in self.rules
+            ],
             "disabledCards": sorted(self.site.disabled),
         }
 
 
 def _check_suggested_resources(catalogue: Catalogue) -> None:
-    call = CallContext(patient_id="example", user_id="Practitioner/example", encounter_id="example",
-                       today=date(2026, 1, 1))
+    call = CallContext(
+        patient_id="example", user_id="Practitioner/example", encounter_id="example", today=date(2026, 1, 1)
+    )
     for entry in catalogue.entries.values():
         for suggestion in entry.suggestions:
             for action in suggestion.actions:
@@ -63,8 +71,7 @@ def _check_suggested_resources(catalogue: Catalogue) -> None:
                     raise CatalogueError(f"{entry.rule_id}.yaml: suggestion {suggestion.label!r}: {exc}") from exc
 
 
-def load_knowledge(cards_dir: Path, site_config: Path | None = None,
-                   valuesets_dir: Path = VALUESETS_DIR) -> Knowledge:
+def load_knowledge(cards_dir: Path, site_config: Path | None = None, valuesets_dir: Path = VALUESETS_DIR) -> Knowledge:
     valuesets = load_valuesets(valuesets_dir)
     required = {card for rule in RULES for card in rule.fires} | set(PIPELINE_CARDS)
     catalogue = load_catalogue(cards_dir, required)
@@ -74,6 +81,10 @@ def load_knowledge(cards_dir: Path, site_config: Path | None = None,
         f"{__version__}\0{catalogue.digest}\0{valuesets.digest}\0{site.digest}".encode()
     ).hexdigest()
     return Knowledge(
-        valuesets=valuesets, catalogue=catalogue, site=site, rules=RULES,
-        registry=build_registry(valuesets), version=f"{__version__}+{digest[:12]}",
+        valuesets=valuesets,
+        catalogue=catalogue,
+        site=site,
+        rules=RULES,
+        registry=build_registry(valuesets),
+        version=f"{__version__}+{digest[:12]}",
     )

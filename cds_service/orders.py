@@ -37,8 +37,11 @@ def palbociclib_orders(
             continue
         when = first_datetime(resource, "authoredOn")
         order = PalbociclibOrder(
-            resource_id=as_str(resource.get("id")), status=as_str(resource.get("status")),
-            product=resolved.product, matched_by=resolved.matched_by, text=resolved.text,
+            resource_id=as_str(resource.get("id")),
+            status=as_str(resource.get("status")),
+            product=resolved.product,
+            matched_by=resolved.matched_by,
+            text=resolved.text,
             evidence=evidence(resource, when, f"{resolved.text or 'palbociclib'} (draft order)"),
         )
         found.append((resource, order))

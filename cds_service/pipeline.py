@@ -51,8 +51,9 @@ def _runnable(rule: Rule, knowledge: Knowledge, available: frozenset[str]) -> st
     return None
 
 
-def run_rules(knowledge: Knowledge, snapshot: PatientSnapshot, order: PalbociclibOrder,
-              skipped: dict[str, str]) -> list[Finding]:
+def run_rules(
+    knowledge: Knowledge, snapshot: PatientSnapshot, order: PalbociclibOrder, skipped: dict[str, str]
+) -> list[Finding]:
     findings: list[Finding] = []
     for rule in knowledge.rules:
         if all(card in knowledge.site.disabled for card in rule.fires):
@@ -72,13 +73,17 @@ def run_rules(knowledge: Knowledge, snapshot: PatientSnapshot, order: Palbocicli
 def _unavailable_finding(knowledge: Knowledge, data: PatientData, skipped: Mapping[str, str]) -> Finding:
     titles = {rule.name: knowledge.catalogue[rule.fires[0]].title for rule in knowledge.rules}
     labels = knowledge.catalogue.common.prefetch_key_labels
-    keys = [f"{labels.get(k, k)} ({data.outcomes[k].reason or data.outcomes[k].state})"
-            for k in sorted(data.unavailable)]
-    return Finding("data-unavailable", {
-        "checks": ", ".join(titles.get(name, name) for name in skipped),
-        "data": "; ".join(keys) or "none",
-        "count": str(len(skipped)),
-    })
+    keys = [
+        f"{labels.get(k, k)} ({data.outcomes[k].reason or data.outcomes[k].state})" for k in sorted(data.unavailable)
+    ]
+    return Finding(
+        "data-unavailable",
+        {
+            "checks": ", ".join(titles.get(name, name) for name in skipped),
+            "data": "; ".join(keys) or "none",
+            "count": str(len(skipped)),
+        },
+    )
 
 
 def medication_index(context: OrderSignContext, prefetch: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -108,19 +113,32 @@ async def evaluate(
     if not found:
         return Evaluation(CdsResponse(cards=[]))
 
-    data = await resolve(service.prefetch, prefetch, context.model_dump(), gateway,
-                         timeout=budget_seconds - (time.monotonic() - started),
-                         no_server_reason=no_server_reason)
+    data = await resolve(
+        service.prefetch,
+        prefetch,
+        context.model_dump(),
+        gateway,
+        timeout=budget_seconds - (time.monotonic() - started),
+        no_server_reason=no_server_reason,
+    )
     if not data.available:
         details = [f"{k}: {o.reason or o.state}" for k, o in data.outcomes.items()]
-        raise PrefetchUnavailable("no patient data could be obtained from the prefetch or the FHIR server",
-                                  details=details)
+        raise PrefetchUnavailable(
+            "no patient data could be obtained from the prefetch or the FHIR server", details=details
+        )
 
-    snapshot = build_snapshot(data, patient_id=context.patientId, draft_orders=drafts,
-                              evaluated_orders=[resource for resource, _ in found], as_of=now,
-                              vs=knowledge.valuesets, extra_medications=index)
-    call = CallContext(patient_id=context.patientId, user_id=context.userId,
-                       encounter_id=context.encounterId, today=now.date())
+    snapshot = build_snapshot(
+        data,
+        patient_id=context.patientId,
+        draft_orders=drafts,
+        evaluated_orders=[resource for resource, _ in found],
+        as_of=now,
+        vs=knowledge.valuesets,
+        extra_medications=index,
+    )
+    call = CallContext(
+        patient_id=context.patientId, user_id=context.userId, encounter_id=context.encounterId, today=now.date()
+    )
     cards: list[Card] = []
     skipped: dict[str, str] = {}
     for _, order in found:

@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 from uuid import uuid4
 
-from cds_service.catalogue import ActionEntry, Catalogue, CardEntry, SuggestionEntry
+from cds_service.catalogue import ActionEntry, CardEntry, Catalogue, SuggestionEntry
 from cds_service.rules.base import Finding
 from cds_service.schemas.cards import (
     INDICATOR_ORDER,
@@ -62,8 +62,13 @@ def _cell(text: str) -> str:
 
 
 class Renderer:
-    def __init__(self, catalogue: Catalogue, site: SiteConfig, knowledge_version: str,
-                 new_uuid: Callable[[], str] = lambda: str(uuid4())) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        site: SiteConfig,
+        knowledge_version: str,
+        new_uuid: Callable[[], str] = lambda: str(uuid4()),
+    ) -> None:
         self._catalogue = catalogue
         self._site = site
         self._version = knowledge_version
@@ -90,16 +95,20 @@ class Renderer:
                 return None
             return Action(type=entry.type, description=entry.description, resourceId=order.reference)
         assert entry.resource is not None  # checked when the catalogue loads
-        return Action(type=entry.type, description=entry.description,
-                      resource=fill_resource(entry.resource, call))
+        return Action(type=entry.type, description=entry.description, resource=fill_resource(entry.resource, call))
 
-    def _suggestion(self, entry: SuggestionEntry, order: PalbociclibOrder | None,
-                    call: CallContext) -> Suggestion | None:
+    def _suggestion(
+        self, entry: SuggestionEntry, order: PalbociclibOrder | None, call: CallContext
+    ) -> Suggestion | None:
         actions = [self._action(a, order, call) for a in entry.actions]
         if any(a is None for a in actions):
             return None
-        return Suggestion(label=entry.label, uuid=self._uuid(), isRecommended=entry.recommended or None,
-                          actions=[a for a in actions if a is not None])
+        return Suggestion(
+            label=entry.label,
+            uuid=self._uuid(),
+            isRecommended=entry.recommended or None,
+            actions=[a for a in actions if a is not None],
+        )
 
     def card(self, finding: Finding, order: PalbociclibOrder | None, call: CallContext) -> Card:
         entry: CardEntry = self._catalogue[finding.rule_id]
@@ -115,16 +124,20 @@ class Renderer:
             summary=entry.summary.format(**params)[:139],
             detail=detail,
             indicator=self._site.indicators.get(finding.rule_id, finding.indicator or entry.indicator),
-            source=Source(label=entry.source.label, url=entry.source.url,
-                          topic=Coding(system=common.topic_system, code=entry.rule_id, display=entry.title)),
+            source=Source(
+                label=entry.source.label,
+                url=entry.source.url,
+                topic=Coding(system=common.topic_system, code=entry.rule_id, display=entry.title),
+            ),
             suggestions=suggestions or None,
             selectionBehavior=entry.selection_behavior if suggestions else None,
-            overrideReasons=[OverrideReason(system=common.override_reason_system, code=code,
-                                            display=common.override_reasons[code])
-                             for code in entry.override_reasons] or None,
+            overrideReasons=[
+                OverrideReason(system=common.override_reason_system, code=code, display=common.override_reasons[code])
+                for code in entry.override_reasons
+            ]
+            or None,
             links=[Link(label=link.label, url=link.url, type="absolute") for link in entry.links] or None,
-            extension={common.knowledge_extension: {"ruleId": entry.rule_id,
-                                                    "knowledgeVersion": self._version}},
+            extension={common.knowledge_extension: {"ruleId": entry.rule_id, "knowledgeVersion": self._version}},
         )
 
     def cards(self, findings: Iterable[Finding], order: PalbociclibOrder | None, call: CallContext) -> list[Card]:

@@ -39,21 +39,26 @@ def split_record(bundle: dict[str, Any]) -> tuple[dict[str, Any] | None, list[di
     return patient, drafts + medications, record
 
 
-def build_context(patient_id: str, drafts: list[dict[str, Any]], hook: str,
-                  user_id: str = "Practitioner/cds-evaluate") -> dict[str, Any]:
+def build_context(
+    patient_id: str, drafts: list[dict[str, Any]], hook: str, user_id: str = "Practitioner/cds-evaluate"
+) -> dict[str, Any]:
     context: dict[str, Any] = {
-        "userId": user_id, "patientId": patient_id,
-        "draftOrders": {"resourceType": "Bundle", "type": "collection",
-                        "entry": [{"resource": d} for d in drafts]},
+        "userId": user_id,
+        "patientId": patient_id,
+        "draftOrders": {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": d} for d in drafts]},
     }
     if hook == "order-select":
-        context["selections"] = [f"{d['resourceType']}/{d['id']}" for d in drafts
-                                 if d.get("resourceType") == "MedicationRequest" and d.get("id")]
+        context["selections"] = [
+            f"{d['resourceType']}/{d['id']}"
+            for d in drafts
+            if d.get("resourceType") == "MedicationRequest" and d.get("id")
+        ]
     return context
 
 
-def build_prefetch(service: ServiceDefinition, context: dict[str, Any],
-                   store: LocalFhirStore) -> dict[str, dict[str, Any] | None]:
+def build_prefetch(
+    service: ServiceDefinition, context: dict[str, Any], store: LocalFhirStore
+) -> dict[str, dict[str, Any] | None]:
     values = token_values(context)
     prefetch: dict[str, dict[str, Any] | None] = {}
     for spec in service.prefetch:
@@ -63,14 +68,17 @@ def build_prefetch(service: ServiceDefinition, context: dict[str, Any],
     return prefetch
 
 
-def request_from_record(bundle: dict[str, Any], service: ServiceDefinition, *,
-                        with_prefetch: bool = True, hook_instance: str | None = None) -> dict[str, Any]:
+def request_from_record(
+    bundle: dict[str, Any], service: ServiceDefinition, *, with_prefetch: bool = True, hook_instance: str | None = None
+) -> dict[str, Any]:
     patient, drafts, record = split_record(bundle)
     if patient is None or not patient.get("id"):
         raise ValueError("the Bundle holds no Patient with an id")
     context = build_context(str(patient["id"]), drafts, service.hook)
     request: dict[str, Any] = {
-        "hook": service.hook, "hookInstance": hook_instance or str(uuid.uuid4()), "context": context,
+        "hook": service.hook,
+        "hookInstance": hook_instance or str(uuid.uuid4()),
+        "context": context,
     }
     if with_prefetch:
         request["prefetch"] = build_prefetch(service, context, LocalFhirStore(record))

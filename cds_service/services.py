@@ -35,7 +35,10 @@ class ServiceDefinition:
 
     def discovery_entry(self, extension: dict[str, Any] | None = None) -> dict[str, Any]:
         entry: dict[str, Any] = {
-            "hook": self.hook, "title": self.title, "description": self.description, "id": self.id,
+            "hook": self.hook,
+            "title": self.title,
+            "description": self.description,
+            "id": self.id,
             "prefetch": {p.key: p.template for p in self.prefetch},
         }
         if self.usage_requirements:
@@ -66,23 +69,37 @@ def _token_list(codes: list[tuple[str, str]]) -> str:
 def prefetch_keys(vs: ValueSets) -> tuple[PrefetchKey, ...]:
     keys = [
         PrefetchKey("patient", "Patient", f"Patient/{PATIENT}", 1),
-        PrefetchKey("medicationRequests", "MedicationRequest",
-                    f"MedicationRequest?patient={PATIENT}&status=active,on-hold&_count=100", 300),
-        PrefetchKey("medicationStatements", "MedicationStatement",
-                    f"MedicationStatement?patient={PATIENT}&status=active,intended,on-hold&_count=100", 300),
+        PrefetchKey(
+            "medicationRequests",
+            "MedicationRequest",
+            f"MedicationRequest?patient={PATIENT}&status=active,on-hold&_count=100",
+            300,
+        ),
+        PrefetchKey(
+            "medicationStatements",
+            "MedicationStatement",
+            f"MedicationStatement?patient={PATIENT}&status=active,intended,on-hold&_count=100",
+            300,
+        ),
         PrefetchKey("conditions", "Condition", f"Condition?patient={PATIENT}&_count=200", 400),
     ]
     for key, concepts, count in OBSERVATION_KEYS:
         codes = [(s, c) for s, c in vs.codes_of(concepts, "observations") if s == SYSTEMS["loinc"]]
-        keys.append(PrefetchKey(
-            key, "Observation",
-            f"Observation?patient={PATIENT}&code={_token_list(codes)}&_sort=-date&_count={count}", count,
-        ))
-    procedure_codes = [code for concept in vs.concepts.values() if concept.domain == "procedures"
-                       for code in concept.prefetch_codes]
+        keys.append(
+            PrefetchKey(
+                key,
+                "Observation",
+                f"Observation?patient={PATIENT}&code={_token_list(codes)}&_sort=-date&_count={count}",
+                count,
+            )
+        )
+    procedure_codes = [
+        code for concept in vs.concepts.values() if concept.domain == "procedures" for code in concept.prefetch_codes
+    ]
     procedure_filter = f"&code={_token_list(procedure_codes)}" if procedure_codes else ""
-    keys.append(PrefetchKey("procedures", "Procedure",
-                            f"Procedure?patient={PATIENT}{procedure_filter}&_count=100", 100))
+    keys.append(
+        PrefetchKey("procedures", "Procedure", f"Procedure?patient={PATIENT}{procedure_filter}&_count=100", 100)
+    )
     return tuple(keys)
 
 
@@ -100,9 +117,16 @@ def build_registry(vs: ValueSets) -> MappingProxyType[str, ServiceDefinition]:
         "or NDC code, by a contained or bundled Medication, or by name."
     )
     services = (
-        ServiceDefinition("palbociclib-order-sign", "order-sign", "Palbociclib order check (sign)",
-                          common, prefetch, usage),
-        ServiceDefinition("palbociclib-order-select", "order-select", "Palbociclib order check (select)",
-                          common + " Only the selected orders are checked.", prefetch, usage),
+        ServiceDefinition(
+            "palbociclib-order-sign", "order-sign", "Palbociclib order check (sign)", common, prefetch, usage
+        ),
+        ServiceDefinition(
+            "palbociclib-order-select",
+            "order-select",
+            "Palbociclib order check (select)",
+            common + " Only the selected orders are checked.",
+            prefetch,
+            usage,
+        ),
     )
     return MappingProxyType({s.id: s for s in services})

@@ -79,8 +79,7 @@ def load_site_config(path: Path | None, rules: Iterable[Rule], card_ids: Iterabl
                 raise SiteConfigError(f"site configuration {path}: rule {name!r} has no threshold {key!r}")
             default = rule.thresholds[key]
             if type(value) is not type(default) and not (isinstance(default, float) and type(value) is int):
-                raise SiteConfigError(f"site configuration {path}: {name}.{key} must be a "
-                                      f"{type(default).__name__}")
+                raise SiteConfigError(f"site configuration {path}: {name}.{key} must be a {type(default).__name__}")
     return SiteConfig(
         disabled=frozenset(k for k, v in parsed.cards.items() if not v.enabled),
         indicators={k: v.indicator for k, v in parsed.cards.items() if v.indicator is not None},

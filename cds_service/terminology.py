@@ -150,9 +150,13 @@ class ValueSets:
             if key in self.concepts and self.concepts[key].domain != domain:
                 key = f"{domain}:{concept_id}"
             self.concepts[key] = Concept(
-                id=concept_id, domain=domain, display=str(body.get("display") or concept_id),
-                groups=frozenset(body.get("groups") or ()), names=names,
-                unit_kind=body.get("unit_kind"), prefetch_codes=tuple(exact),
+                id=concept_id,
+                domain=domain,
+                display=str(body.get("display") or concept_id),
+                groups=frozenset(body.get("groups") or ()),
+                names=names,
+                unit_kind=body.get("unit_kind"),
+                prefetch_codes=tuple(exact),
             )
         # Longest prefixes first so C50.91 wins over C50 if both are listed.
         self._prefixes[domain].sort(key=lambda p: -len(p.prefix))
@@ -176,8 +180,11 @@ class ValueSets:
                 raise ValueSetError(f"product {code}: unknown or missing ingredients {unknown}")
             strength = entry.get("strength_mg")
             self.products[(system, code)] = Product(
-                system=system, code=str(entry["code"]), display=str(entry.get("display") or code),
-                ingredients=ingredients, form=entry.get("form"),
+                system=system,
+                code=str(entry["code"]),
+                display=str(entry.get("display") or code),
+                ingredients=ingredients,
+                form=entry.get("form"),
                 strength_mg=float(strength) if strength is not None else None,
             )
 

@@ -26,8 +26,11 @@ def knowledge() -> Knowledge:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(audit_db_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}", cards_dir=REPO / "cards",
-                    fixtures_dir=REPO / "fhir_fixtures")
+    return Settings(
+        audit_db_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
+        cards_dir=REPO / "cards",
+        fixtures_dir=REPO / "fhir_fixtures",
+    )
 
 
 def fixed_clock() -> datetime:
@@ -47,10 +50,12 @@ def make_client(tmp_path: Path) -> Iterator[Any]:
     opened: list[TestClient] = []
 
     def build(**overrides: Any) -> TestClient:
-        values: dict[str, Any] = {"audit_db_url": f"sqlite:///{tmp_path / 'audit-custom.sqlite3'}",
-                                  "cards_dir": REPO / "cards", **overrides}
-        test_client = TestClient(create_app(Settings(**values), clock=fixed_clock),
-                                 raise_server_exceptions=False)
+        values: dict[str, Any] = {
+            "audit_db_url": f"sqlite:///{tmp_path / 'audit-custom.sqlite3'}",
+            "cards_dir": REPO / "cards",
+            **overrides,
+        }
+        test_client = TestClient(create_app(Settings(**values), clock=fixed_clock), raise_server_exceptions=False)
         test_client.__enter__()
         opened.append(test_client)
         return test_client

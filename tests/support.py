@@ -49,11 +49,19 @@ def scenario(name: str) -> dict[str, Any]:
     return loaded
 
 
-def hook_request(knowledge: Knowledge, name: str, service_id: str = SIGN, *, with_prefetch: bool = True,
-                 drop: tuple[str, ...] = (), null: tuple[str, ...] = ()) -> dict[str, Any]:
+def hook_request(
+    knowledge: Knowledge,
+    name: str,
+    service_id: str = SIGN,
+    *,
+    with_prefetch: bool = True,
+    drop: tuple[str, ...] = (),
+    null: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """The request an EHR would send for a scenario: full prefetch, minus ``drop`` keys, ``null`` ones nulled."""
-    request = request_from_record(scenario(name), knowledge.registry[service_id], with_prefetch=with_prefetch,
-                                  hook_instance=f"test-{name}")
+    request = request_from_record(
+        scenario(name), knowledge.registry[service_id], with_prefetch=with_prefetch, hook_instance=f"test-{name}"
+    )
     for key in drop:
         request["prefetch"].pop(key)
     for key in null:
@@ -63,12 +71,16 @@ def hook_request(knowledge: Knowledge, name: str, service_id: str = SIGN, *, wit
 
 def rule_ids(response: dict[str, Any], *, at_least: str = "info") -> set[tuple[str, str]]:
     order = {"info": 0, "warning": 1, "critical": 2}
-    return {(c["source"]["topic"]["code"], c["indicator"]) for c in response["cards"]
-            if order[c["indicator"]] >= order[at_least]}
+    return {
+        (c["source"]["topic"]["code"], c["indicator"])
+        for c in response["cards"]
+        if order[c["indicator"]] >= order[at_least]
+    }
 
 
-def fhir_routes(router: Any, knowledge: Knowledge, name: str, base: str, *,
-                token: str | None = "secret-token") -> dict[str, Any]:
+def fhir_routes(
+    router: Any, knowledge: Knowledge, name: str, base: str, *, token: str | None = "secret-token"
+) -> dict[str, Any]:
     """One respx route per prefetch key, answering from the scenario's record as a FHIR server would,
     and checking the Bearer token on every request."""
     import httpx
@@ -97,12 +109,14 @@ def fhir_routes(router: Any, knowledge: Knowledge, name: str, base: str, *,
             return httpx.Response(200, json=answer)
 
         from urllib.parse import parse_qsl
+
         routes[spec.key] = router.get(f"{base}/{path}", params=dict(parse_qsl(params))).mock(side_effect=respond)
     return routes
 
 
-def fallback_request(knowledge: Knowledge, name: str, base: str, *, token: str | None = "secret-token",
-                     keep: tuple[str, ...] = ()) -> dict[str, Any]:
+def fallback_request(
+    knowledge: Knowledge, name: str, base: str, *, token: str | None = "secret-token", keep: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """A request that sends no prefetch (or only ``keep`` keys) and names the FHIR server instead."""
     request = hook_request(knowledge, name)
     request["prefetch"] = {k: v for k, v in request["prefetch"].items() if k in keep}
@@ -110,6 +124,11 @@ def fallback_request(knowledge: Knowledge, name: str, base: str, *, token: str |
         del request["prefetch"]
     request["fhirServer"] = base
     if token:
-        request["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer", "expires_in": 300,
-                                        "scope": "patient/*.read", "subject": "cds-service"}
+        request["fhirAuthorization"] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "patient/*.read",
+            "subject": "cds-service",
+        }
     return request

@@ -9,8 +9,15 @@ from fastapi.testclient import TestClient
 
 from tests.support import SELECT, SIGN, assert_valid
 
-SPEC_TOKENS = {"context.patientId", "context.userId", "context.encounterId", "userPractitionerId",
-               "userPractitionerRoleId", "userPatientId", "userRelatedPersonId"}
+SPEC_TOKENS = {
+    "context.patientId",
+    "context.userId",
+    "context.encounterId",
+    "userPractitionerId",
+    "userPractitionerRoleId",
+    "userPatientId",
+    "userRelatedPersonId",
+}
 
 
 def test_discovery_lists_both_services(client: TestClient) -> None:
@@ -24,7 +31,8 @@ def test_discovery_lists_both_services(client: TestClient) -> None:
     assert services[SELECT]["hook"] == "order-select"
     assert services[SIGN]["prefetch"] == services[SELECT]["prefetch"]
     for service in services.values():
-        assert service["title"] and service["description"]
+        assert service["title"]
+        assert service["description"]
 
 
 def test_prefetch_uses_only_spec_tokens_and_bounded_queries(client: TestClient) -> None:
@@ -70,6 +78,5 @@ def test_discovery_and_version_report_the_knowledge_version(client: TestClient) 
     assert version["knowledgeVersion"].startswith(version["packageVersion"] + "+")
     services = client.get("/cds-services").json()["services"]
     for service in services:
-        assert service["extension"]["org.palbociclib-cds.knowledge"]["knowledgeVersion"] == \
-            version["knowledgeVersion"]
+        assert service["extension"]["org.palbociclib-cds.knowledge"]["knowledgeVersion"] == version["knowledgeVersion"]
     assert {r["name"] for r in version["rules"]} >= {"receptor-status", "endocrine-partner"}

@@ -26,8 +26,9 @@ def base_request(knowledge: Knowledge) -> dict[str, Any]:
 
 
 def test_malformed_json(client: TestClient) -> None:
-    text = _outcome(client.post(f"/cds-services/{SIGN}", content=b"{not json",
-                                headers={"Content-Type": "application/json"}), 400)
+    text = _outcome(
+        client.post(f"/cds-services/{SIGN}", content=b"{not json", headers={"Content-Type": "application/json"}), 400
+    )
     assert "not valid JSON" in text
 
 
@@ -48,16 +49,21 @@ def _without(request: dict[str, Any], *path: str) -> dict[str, Any]:
     return changed
 
 
-@pytest.mark.parametrize(("path", "needle"), [
-    (("hook",), "hook"),
-    (("hookInstance",), "hookInstance"),
-    (("context",), "context"),
-    (("context", "userId"), "context.userId"),
-    (("context", "patientId"), "context.patientId"),
-    (("context", "draftOrders"), "context.draftOrders"),
-], ids=lambda v: ".".join(v) if isinstance(v, tuple) else v)
-def test_missing_required_fields(client: TestClient, base_request: dict[str, Any], path: tuple[str, ...],
-                                 needle: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "needle"),
+    [
+        (("hook",), "hook"),
+        (("hookInstance",), "hookInstance"),
+        (("context",), "context"),
+        (("context", "userId"), "context.userId"),
+        (("context", "patientId"), "context.patientId"),
+        (("context", "draftOrders"), "context.draftOrders"),
+    ],
+    ids=lambda v: ".".join(v) if isinstance(v, tuple) else v,
+)
+def test_missing_required_fields(
+    client: TestClient, base_request: dict[str, Any], path: tuple[str, ...], needle: str
+) -> None:
     text = _outcome(client.post(f"/cds-services/{SIGN}", json=_without(base_request, *path)), 400)
     assert needle in text
 
@@ -65,7 +71,8 @@ def test_missing_required_fields(client: TestClient, base_request: dict[str, Any
 def test_wrong_hook_for_the_service(client: TestClient, base_request: dict[str, Any]) -> None:
     base_request["hook"] = "patient-view"
     text = _outcome(client.post(f"/cds-services/{SIGN}", json=base_request), 400)
-    assert "does not match" in text and "order-sign" in text
+    assert "does not match" in text
+    assert "order-sign" in text
 
 
 def test_order_select_needs_selections(client: TestClient, base_request: dict[str, Any]) -> None:
@@ -90,15 +97,25 @@ def test_draft_order_entry_without_resource(client: TestClient, base_request: di
 
 
 def test_authorization_without_fhir_server(client: TestClient, base_request: dict[str, Any]) -> None:
-    base_request["fhirAuthorization"] = {"access_token": "t", "token_type": "Bearer", "expires_in": 300,
-                                         "scope": "patient/*.read", "subject": "cds"}
+    base_request["fhirAuthorization"] = {
+        "access_token": "t",
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/*.read",
+        "subject": "cds",
+    }
     assert "fhirServer" in _outcome(client.post(f"/cds-services/{SIGN}", json=base_request), 400)
 
 
 def test_authorization_token_type_must_be_bearer(client: TestClient, base_request: dict[str, Any]) -> None:
     base_request["fhirServer"] = "https://ehr.example.org/fhir"
-    base_request["fhirAuthorization"] = {"access_token": "t", "token_type": "MAC", "expires_in": 300,
-                                         "scope": "patient/*.read", "subject": "cds"}
+    base_request["fhirAuthorization"] = {
+        "access_token": "t",
+        "token_type": "MAC",
+        "expires_in": 300,
+        "scope": "patient/*.read",
+        "subject": "cds",
+    }
     assert "token_type" in _outcome(client.post(f"/cds-services/{SIGN}", json=base_request), 400)
 
 

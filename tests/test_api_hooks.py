@@ -22,8 +22,7 @@ def test_request_itself_is_valid_cds_hooks(knowledge: Knowledge) -> None:
     assert_valid(hook_request(knowledge, "clean-base-order", SELECT), "ServiceRequest")
 
 
-def test_non_palbociclib_order_gets_empty_cards_without_reading_data(client: TestClient,
-                                                                      knowledge: Knowledge) -> None:
+def test_non_palbociclib_order_gets_empty_cards_without_reading_data(client: TestClient, knowledge: Knowledge) -> None:
     request = hook_request(knowledge, "no-palbociclib-order", with_prefetch=False)
     request["fhirServer"] = "https://unreachable.invalid/fhir"
     response = client.post(f"/cds-services/{SIGN}", json=request)
@@ -41,11 +40,13 @@ def test_cards_carry_uuid_summary_topic_and_sorted_indicators(client: TestClient
     assert_valid(body, "ServiceResponse")
     cards = body["cards"]
     assert [c["indicator"] for c in cards] == sorted(
-        (c["indicator"] for c in cards), key=["critical", "warning", "info"].index)
+        (c["indicator"] for c in cards), key=["critical", "warning", "info"].index
+    )
     assert ("receptor-er-negative", "critical") in rule_ids(body)
     assert ("partner-missing", "warning") in rule_ids(body)
     for card in cards:
-        assert card["uuid"] and len(card["summary"]) < 140
+        assert card["uuid"]
+        assert len(card["summary"]) < 140
         assert card["source"]["topic"]["system"] == knowledge.catalogue.common.topic_system
         assert card["source"]["url"].startswith("https://")
     uuids = [c["uuid"] for c in cards] + [s["uuid"] for c in cards for s in c.get("suggestions", [])]
@@ -59,18 +60,27 @@ def test_critical_receptor_card_offers_to_cancel_the_draft(client: TestClient, k
     draft = request["context"]["draftOrders"]["entry"][0]["resource"]
     assert card["selectionBehavior"] == "at-most-one"
     action = card["suggestions"][0]["actions"][0]
-    assert action == {"type": "delete", "description": action["description"],
-                      "resourceId": f"MedicationRequest/{draft['id']}"}
-    assert {r["code"] for r in card["overrideReasons"]} and all(r["display"] for r in card["overrideReasons"])
+    assert action == {
+        "type": "delete",
+        "description": action["description"],
+        "resourceId": f"MedicationRequest/{draft['id']}",
+    }
+    assert {r["code"] for r in card["overrideReasons"]}
+    assert all(r["display"] for r in card["overrideReasons"])
     assert "Z17.31" in card["detail"]
 
 
 def test_order_select_checks_only_the_selected_orders(client: TestClient, knowledge: Knowledge) -> None:
     request = hook_request(knowledge, "partner-missing", SELECT)
     palbociclib = request["context"]["selections"][0]
-    other = {"resourceType": "MedicationRequest", "id": "other-order", "status": "draft", "intent": "order",
-             "subject": {"reference": f"Patient/{request['context']['patientId']}"},
-             "medicationCodeableConcept": {"text": "ondansetron 8 mg tablet"}}
+    other = {
+        "resourceType": "MedicationRequest",
+        "id": "other-order",
+        "status": "draft",
+        "intent": "order",
+        "subject": {"reference": f"Patient/{request['context']['patientId']}"},
+        "medicationCodeableConcept": {"text": "ondansetron 8 mg tablet"},
+    }
     request["context"]["draftOrders"]["entry"].append({"resource": other})
 
     request["context"]["selections"] = ["MedicationRequest/other-order"]
@@ -97,4 +107,5 @@ def test_partner_missing_suggests_valid_fhir_orders(client: TestClient, knowledg
         assert resource["subject"] == {"reference": f"Patient/{request['context']['patientId']}"}
         assert resource["requester"] == {"reference": request["context"]["userId"]}
         assert resource["encounter"] == {"reference": "Encounter/enc-1"}
-        assert resource["status"] == "draft" and resource["authoredOn"] == "2026-11-20"
+        assert resource["status"] == "draft"
+        assert resource["authoredOn"] == "2026-11-20"

@@ -256,9 +256,7 @@ def test_every_date_is_at_or_before_the_reference_time(name: str) -> None:
 @pytest.mark.parametrize("name", NAMES, ids=NAMES)
 def test_exactly_one_palbociclib_draft(name: str) -> None:
     bundle = load(name)
-    drafts = [
-        r for r in resources(bundle) if r["resourceType"] == "MedicationRequest" and r["status"] == "draft"
-    ]
+    drafts = [r for r in resources(bundle) if r["resourceType"] == "MedicationRequest" and r["status"] == "draft"]
     palbo = [d for d in drafts if medication_names_palbociclib(d, bundle)]
     if name in NO_PALBOCICLIB_DRAFT:
         assert not palbo
@@ -298,6 +296,4 @@ def test_every_reference_resolves_inside_the_bundle(name: str) -> None:
     for res in resources(bundle):
         for path, key, value in walk(res):
             if key == "reference" and isinstance(value, str):
-                assert resolve(value, res, bundle) is not None, (
-                    f"{res['id']}: {path} = {value} does not resolve"
-                )
+                assert resolve(value, res, bundle) is not None, f"{res['id']}: {path} = {value} does not resolve"

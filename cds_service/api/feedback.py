@@ -37,5 +37,7 @@ async def feedback(service_id: str, request: Request, runtime: RuntimeDep) -> Re
     service = service_or_404(runtime, service_id)
     parsed = parse_feedback(await json_body(request))
     result = await run_in_threadpool(runtime.audit.record_feedback, service.id, parsed.feedback)
-    return json_response({"stored": result.stored, "duplicates": result.duplicates,
-                          "unknownCards": result.unknown_cards}, runtime.knowledge.version)
+    return json_response(
+        {"stored": result.stored, "duplicates": result.duplicates, "unknownCards": result.unknown_cards},
+        runtime.knowledge.version,
+    )

@@ -35,15 +35,18 @@ def gateway_for(runtime: Runtime, request: HookRequest) -> tuple[FhirGateway | N
     if refusal is not None:
         return None, refusal
     token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
-    gateway = FhirGateway(runtime.http, request.fhirServer, token,
-                          timeout=runtime.settings.fhir_query_timeout_seconds,
-                          max_pages=runtime.settings.fhir_max_pages)
+    gateway = FhirGateway(
+        runtime.http,
+        request.fhirServer,
+        token,
+        timeout=runtime.settings.fhir_query_timeout_seconds,
+        max_pages=runtime.settings.fhir_max_pages,
+    )
     return gateway, ""
 
 
 def json_response(content: dict[str, Any], version: str) -> Response:
-    return Response(orjson.dumps(content), media_type="application/json",
-                    headers={"X-Knowledge-Version": version})
+    return Response(orjson.dumps(content), media_type="application/json", headers={"X-Knowledge-Version": version})
 
 
 @router.post("/cds-services/{service_id}", summary="Call a CDS service (order-sign or order-select)")
@@ -54,12 +57,21 @@ async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -
     gateway, no_server_reason = gateway_for(runtime, hook_request)
     knowledge = runtime.knowledge
     evaluation = await pipeline.evaluate(
-        knowledge=knowledge, service=service, context=context, prefetch=hook_request.prefetch,
-        gateway=gateway, no_server_reason=no_server_reason,
+        knowledge=knowledge,
+        service=service,
+        context=context,
+        prefetch=hook_request.prefetch,
+        gateway=gateway,
+        no_server_reason=no_server_reason,
         renderer=Renderer(knowledge.catalogue, knowledge.site, knowledge.version, runtime.new_uuid),
-        now=runtime.clock(), budget_seconds=runtime.settings.deadline_seconds * 0.85,
+        now=runtime.clock(),
+        budget_seconds=runtime.settings.deadline_seconds * 0.85,
     )
-    await run_in_threadpool(runtime.audit.record_cards, hook_instance=hook_request.hookInstance,
-                            service_id=service.id, cards=evaluation.response.cards,
-                            knowledge_version=knowledge.version)
+    await run_in_threadpool(
+        runtime.audit.record_cards,
+        hook_instance=hook_request.hookInstance,
+        service_id=service.id,
+        cards=evaluation.response.cards,
+        knowledge_version=knowledge.version,
+    )
     return json_response(evaluation.response.wire(), knowledge.version)

@@ -30,8 +30,9 @@ class FeedbackResult:
 
 
 class AuditStore(Protocol):
-    def record_cards(self, *, hook_instance: str, service_id: str, cards: Sequence[Card],
-                     knowledge_version: str) -> None: ...
+    def record_cards(
+        self, *, hook_instance: str, service_id: str, cards: Sequence[Card], knowledge_version: str
+    ) -> None: ...
 
     def record_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> FeedbackResult: ...
 
@@ -59,17 +60,25 @@ class SqlAuditStore:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         tables.metadata.create_all(self.engine)
 
-    def record_cards(self, *, hook_instance: str, service_id: str, cards: Sequence[Card],
-                     knowledge_version: str) -> None:
+    def record_cards(
+        self, *, hook_instance: str, service_id: str, cards: Sequence[Card], knowledge_version: str
+    ) -> None:
         if not cards:
             return
         now = datetime.now(UTC)
-        rows = [{
-            "uuid": card.uuid, "hook_instance": hook_instance, "service_id": service_id,
-            "rule_id": card.rule_id, "indicator": card.indicator,
-            "suggestion_uuids": [s.uuid for s in card.suggestions or [] if s.uuid],
-            "knowledge_version": knowledge_version, "issued_at": now,
-        } for card in cards]
+        rows = [
+            {
+                "uuid": card.uuid,
+                "hook_instance": hook_instance,
+                "service_id": service_id,
+                "rule_id": card.rule_id,
+                "indicator": card.indicator,
+                "suggestion_uuids": [s.uuid for s in card.suggestions or [] if s.uuid],
+                "knowledge_version": knowledge_version,
+                "issued_at": now,
+            }
+            for card in cards
+        ]
         with self.engine.begin() as connection:
             connection.execute(insert(tables.card), rows)
 
@@ -80,18 +89,22 @@ class SqlAuditStore:
         for item in items:
             reason = item.overrideReason.reason if item.overrideReason else None
             row = {
-                "service_id": service_id, "card_uuid": item.card, "outcome": item.outcome,
+                "service_id": service_id,
+                "card_uuid": item.card,
+                "outcome": item.outcome,
                 "accepted_suggestions": [s.id for s in item.acceptedSuggestions or []],
                 "override_reason_code": reason.code if reason else None,
                 "override_reason_system": reason.system if reason else None,
                 "override_comment": item.overrideReason.userComment if item.overrideReason else None,
-                "outcome_timestamp": item.outcomeTimestamp.astimezone(UTC), "received_at": now,
+                "outcome_timestamp": item.outcomeTimestamp.astimezone(UTC),
+                "received_at": now,
                 "content_digest": _digest(item),
             }
             try:
                 with self.engine.begin() as connection:
                     known = connection.execute(
-                        select(tables.card.c.uuid).where(tables.card.c.uuid == item.card)).first()
+                        select(tables.card.c.uuid).where(tables.card.c.uuid == item.card)
+                    ).first()
                     connection.execute(insert(tables.feedback), [row])
             except IntegrityError:
                 duplicates += 1
@@ -102,8 +115,7 @@ class SqlAuditStore:
         return FeedbackResult(stored, duplicates, unknown)
 
     def feedback_for(self, card_uuid: str) -> list[dict[str, Any]]:
-        query = select(tables.feedback).where(tables.feedback.c.card_uuid == card_uuid) \
-            .order_by(tables.feedback.c.id)
+        query = select(tables.feedback).where(tables.feedback.c.card_uuid == card_uuid).order_by(tables.feedback.c.id)
         with self.engine.connect() as connection:
             return [dict(row._mapping) for row in connection.execute(query)]
 

@@ -7,7 +7,8 @@ from sqlalchemy import JSON, Column, DateTime, Index, Integer, MetaData, String,
 metadata = MetaData()
 
 card = Table(
-    "card", metadata,
+    "card",
+    metadata,
     Column("uuid", String(64), primary_key=True),
     Column("hook_instance", String(256), nullable=False),
     Column("service_id", String(128), nullable=False),
@@ -20,7 +21,8 @@ card = Table(
 Index("ix_card_hook_instance", card.c.hook_instance)
 
 feedback = Table(
-    "feedback", metadata,
+    "feedback",
+    metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("service_id", String(128), nullable=False),
     Column("card_uuid", String(256), nullable=False),

@@ -37,10 +37,15 @@ async def run(knowledge: Knowledge, body: dict[str, Any], service_id: str, now: 
         body = request_from_record(body, service)
     request, context = parse_hook_request(body, service.id, service.hook)
     return await evaluate(
-        knowledge=knowledge, service=service, context=context, prefetch=request.prefetch, gateway=None,
+        knowledge=knowledge,
+        service=service,
+        context=context,
+        prefetch=request.prefetch,
+        gateway=None,
         no_server_reason="offline evaluation reads only the file",
         renderer=Renderer(knowledge.catalogue, knowledge.site, knowledge.version),
-        now=now, budget_seconds=5.0,
+        now=now,
+        budget_seconds=5.0,
     )
 
 

@@ -56,8 +56,9 @@ def refuse_base(url: str, allow_http: bool) -> str | None:
 class FhirGateway:
     """The FHIR server of one hook call."""
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, token: str | None, *,
-                 timeout: float, max_pages: int) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, base_url: str, token: str | None, *, timeout: float, max_pages: int
+    ) -> None:
         self._http = http
         self._base = httpx.URL(base_url.rstrip("/") + "/")
         self._token = token
@@ -65,8 +66,11 @@ class FhirGateway:
         self._max_pages = max_pages
 
     def _same_server(self, url: httpx.URL) -> bool:
-        return (url.scheme, url.host, url.port) == (self._base.scheme, self._base.host, self._base.port) \
-            and url.path.startswith(self._base.path)
+        return (url.scheme, url.host, url.port) == (
+            self._base.scheme,
+            self._base.host,
+            self._base.port,
+        ) and url.path.startswith(self._base.path)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/fhir+json"}
@@ -82,11 +86,11 @@ class FhirGateway:
             return QueryOutcome(key, shown, status, kind, (time.perf_counter() - started) * 1000, entries)
 
         try:
-            async with self._http.stream("GET", url, headers=self._headers(), timeout=self._timeout,
-                                         follow_redirects=False) as response:
+            async with self._http.stream(
+                "GET", url, headers=self._headers(), timeout=self._timeout, follow_redirects=False
+            ) as response:
                 if response.status_code != 200:
-                    raise FetchFailed(outcome("http-error", response.status_code),
-                                      f"HTTP {response.status_code}")
+                    raise FetchFailed(outcome("http-error", response.status_code), f"HTTP {response.status_code}")
                 body = bytearray()
                 async for chunk in response.aiter_bytes():
                     body.extend(chunk)
@@ -127,8 +131,11 @@ class FhirGateway:
             outcomes.append(outcome)
             pages += 1
             if bundle.get("resourceType") != "Bundle":
-                raise FetchFailed(QueryOutcome(key, outcome.url, 200, "malformed", outcome.elapsed_ms),
-                                  f"expected a Bundle, got {bundle.get('resourceType')}", outcomes[:-1])
+                raise FetchFailed(
+                    QueryOutcome(key, outcome.url, 200, "malformed", outcome.elapsed_ms),
+                    f"expected a Bundle, got {bundle.get('resourceType')}",
+                    outcomes[:-1],
+                )
             for entry in bundle.get("entry") or []:
                 resource = entry.get("resource") if isinstance(entry, dict) else None
                 if isinstance(resource, dict) and resource.get("resourceType") not in (None, "OperationOutcome"):

@@ -14,8 +14,18 @@ from urllib.parse import parse_qsl, unquote
 
 from cds_service.snapshot.fhirjson import as_dict, as_list, codings, first_datetime, reference_id
 
-_DATE_FIELDS = ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued", "authoredOn",
-                "recordedDate", "onsetDateTime", "performedDateTime", "performedPeriod", "dateAsserted")
+_DATE_FIELDS = (
+    "effectiveDateTime",
+    "effectivePeriod",
+    "effectiveInstant",
+    "issued",
+    "authoredOn",
+    "recordedDate",
+    "onsetDateTime",
+    "performedDateTime",
+    "performedPeriod",
+    "dateAsserted",
+)
 _OLDEST = datetime(1, 1, 1, tzinfo=UTC)
 
 
@@ -84,9 +94,13 @@ class LocalFhirStore:
 
 def searchset(resources: list[dict[str, Any]], next_url: str | None = None) -> dict[str, Any]:
     bundle: dict[str, Any] = {
-        "resourceType": "Bundle", "type": "searchset", "total": len(resources),
-        "entry": [{"fullUrl": f"{r['resourceType']}/{r.get('id')}", "resource": r,
-                   "search": {"mode": "match"}} for r in resources],
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "entry": [
+            {"fullUrl": f"{r['resourceType']}/{r.get('id')}", "resource": r, "search": {"mode": "match"}}
+            for r in resources
+        ],
     }
     if next_url:
         bundle["link"] = [{"relation": "next", "url": next_url}]
@@ -94,5 +108,6 @@ def searchset(resources: list[dict[str, Any]], next_url: str | None = None) -> d
 
 
 def record_resources(bundle: dict[str, Any]) -> list[dict[str, Any]]:
-    return [as_dict(as_dict(e).get("resource")) for e in as_list(bundle.get("entry"))
-            if as_dict(as_dict(e).get("resource"))]
+    return [
+        as_dict(as_dict(e).get("resource")) for e in as_list(bundle.get("entry")) if as_dict(as_dict(e).get("resource"))
+    ]

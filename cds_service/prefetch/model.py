@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 KeyState = Literal[
-    "prefetched",         # the EHR sent it
-    "null",               # the EHR said there is no data: not re-queried
-    "fetched",            # absent from prefetch, read from the FHIR server
-    "failed",             # the FHIR query failed, timed out or returned malformed JSON
+    "prefetched",  # the EHR sent it
+    "null",  # the EHR said there is no data: not re-queried
+    "fetched",  # absent from prefetch, read from the FHIR server
+    "failed",  # the FHIR query failed, timed out or returned malformed JSON
     "operation-outcome",  # the EHR sent an OperationOutcome: its own fetch failed
-    "no-fhir-server",     # absent from prefetch and no FHIR server to ask
+    "no-fhir-server",  # absent from prefetch and no FHIR server to ask
 ]
 AVAILABLE_STATES: frozenset[str] = frozenset({"prefetched", "null", "fetched"})
 

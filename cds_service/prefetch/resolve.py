@@ -39,6 +39,27 @@ async def _fetch(gateway: FhirGateway, spec: PrefetchKey, query: str) -> tuple[t
         return (), KeyOutcome(spec.key, "failed", failed.reason, tuple(failed.outcomes))
 
 
+async def _fetch_all(
+    gateway: FhirGateway, pending: Mapping[str, tuple[PrefetchKey, str]], timeout: float
+) -> dict[str, tuple[tuple[dict[str, Any], ...], KeyOutcome]]:
+    """Run every pending query at once; those unfinished at the deadline are cancelled and count as failed."""
+    tasks = {key: asyncio.create_task(_fetch(gateway, spec, query)) for key, (spec, query) in pending.items()}
+    done, not_done = await asyncio.wait(tasks.values(), timeout=max(timeout, 0.0))
+    for task in not_done:
+        task.cancel()
+    if not_done:
+        await asyncio.gather(*not_done, return_exceptions=True)
+    results = {}
+    for key, task in tasks.items():
+        if task in done and not task.cancelled() and task.exception() is None:
+            results[key] = task.result()
+        else:
+            spec, _ = pending[key]
+            timed_out = QueryOutcome(key, spec.resource_type, None, "timeout", timeout * 1000)
+            results[key] = ((), KeyOutcome(key, "failed", "timed out (call deadline)", (timed_out,)))
+    return results
+
+
 async def resolve(
     keys: Sequence[PrefetchKey],
     prefetch: Mapping[str, dict[str, Any] | None] | None,
@@ -50,45 +71,29 @@ async def resolve(
 ) -> PatientData:
     prefetch = prefetch or {}
     values = token_values(context)
-    resources: dict[str, tuple[dict[str, Any], ...]] = {}
-    outcomes: dict[str, KeyOutcome] = {}
+    results: dict[str, tuple[tuple[dict[str, Any], ...], KeyOutcome]] = {}
     pending: dict[str, tuple[PrefetchKey, str]] = {}
 
     for spec in keys:
         if spec.key in prefetch:
             value = prefetch[spec.key]
             if value is None:
-                resources[spec.key], outcomes[spec.key] = (), KeyOutcome(spec.key, "null")
+                results[spec.key] = ((), KeyOutcome(spec.key, "null"))
                 continue
             found, outcome = _from_prefetch(spec, value)
             if outcome.state != "operation-outcome" or gateway is None:
-                outcomes[spec.key] = outcome
-                if outcome.available:
-                    resources[spec.key] = found
+                results[spec.key] = (found, outcome)
                 continue
         query = render(spec.template, values)
         if gateway is None or query is None:
             reason = no_server_reason if query is not None else "its query needs a context value the call lacks"
-            outcomes[spec.key] = KeyOutcome(spec.key, "no-fhir-server", reason)
+            results[spec.key] = ((), KeyOutcome(spec.key, "no-fhir-server", reason))
             continue
         pending[spec.key] = (spec, query)
 
-    if pending:
-        tasks = {key: asyncio.create_task(_fetch(gateway, spec, query))  # type: ignore[arg-type]
-                 for key, (spec, query) in pending.items()}
-        done, not_done = await asyncio.wait(tasks.values(), timeout=max(timeout, 0.0))
-        for task in not_done:
-            task.cancel()
-        if not_done:
-            await asyncio.gather(*not_done, return_exceptions=True)
-        for key, task in tasks.items():
-            if task in done and not task.cancelled() and task.exception() is None:
-                found, outcome = task.result()
-            else:
-                spec, _ = pending[key]
-                timed_out = QueryOutcome(key, spec.resource_type, None, "timeout", timeout * 1000)
-                found, outcome = (), KeyOutcome(key, "failed", "timed out (call deadline)", (timed_out,))
-            outcomes[key] = outcome
-            if outcome.available:
-                resources[key] = found
-    return PatientData(resources=resources, outcomes={s.key: outcomes[s.key] for s in keys})
+    if pending and gateway is not None:
+        results.update(await _fetch_all(gateway, pending, timeout))
+    return PatientData(
+        resources={k: found for k, (found, outcome) in results.items() if outcome.available},
+        outcomes={s.key: results[s.key][1] for s in keys},
+    )

@@ -20,13 +20,23 @@ Status = Literal["positive", "negative", "equivocal"]
 
 # Observation concept -> marker; result concept -> status.
 _LAB_MARKERS: dict[str, Marker] = {
-    "er-status": "er", "pr-status": "pr", "her2-ihc": "her2", "her2-interpretation": "her2",
+    "er-status": "er",
+    "pr-status": "pr",
+    "her2-ihc": "her2",
+    "her2-interpretation": "her2",
     "her2-ish": "her2",
 }
 _RESULT_STATUS: dict[str, Status] = {
-    "positive": "positive", "low-positive": "positive", "negative": "negative", "equivocal": "equivocal",
-    "her2-ihc-3plus": "positive", "her2-ihc-2plus": "equivocal", "her2-ihc-1plus": "negative",
-    "her2-ihc-0": "negative", "detected": "positive", "not-detected": "negative",
+    "positive": "positive",
+    "low-positive": "positive",
+    "negative": "negative",
+    "equivocal": "equivocal",
+    "her2-ihc-3plus": "positive",
+    "her2-ihc-2plus": "equivocal",
+    "her2-ihc-1plus": "negative",
+    "her2-ihc-0": "negative",
+    "detected": "positive",
+    "not-detected": "negative",
 }
 # Condition concept (ICD-10-CM Z17.*, SNOMED tumour findings) -> what it says about each marker.
 _CONDITION_MARKERS: dict[str, tuple[tuple[Marker, Status], ...]] = {
@@ -107,12 +117,14 @@ def evaluate(snapshot: PatientSnapshot, order: PalbociclibOrder, _: Mapping[str,
     if her2 is not None and her2.status == "positive":
         findings.append(Finding("receptor-her2-positive", params, (her2.evidence,)))
 
-    unknown = [name for name, missing in (("hormone receptor (ER)", hormone_positive is None),
-                                          ("HER2", her2 is None)) if missing]
+    unknown = [
+        name
+        for name, missing in (("hormone receptor (ER)", hormone_positive is None), ("HER2", her2 is None))
+        if missing
+    ]
     if unknown:
         evidence = hormone_evidence + ((her2.evidence,) if her2 else ())
-        findings.append(Finding("receptor-status-unknown", {**params, "missing": " and ".join(unknown)},
-                                evidence))
+        findings.append(Finding("receptor-status-unknown", {**params, "missing": " and ".join(unknown)}, evidence))
     return findings
 
 

@@ -31,11 +31,9 @@ def parse_hook_request(body: Any, service_id: str, hook: str) -> tuple[HookReque
     except ValidationError as exc:
         raise InvalidRequest("not a valid CDS Hooks 2.0 service request", details=_details(exc)) from exc
     if request.hook != hook:
-        raise InvalidRequest(f"hook {request.hook!r} does not match service {service_id!r}, "
-                             f"which answers {hook!r}")
+        raise InvalidRequest(f"hook {request.hook!r} does not match service {service_id!r}, which answers {hook!r}")
     try:
         context = CONTEXTS[hook].model_validate(request.context)
     except ValidationError as exc:
-        raise InvalidRequest(f"context is not valid for the {hook} hook",
-                             details=_details(exc, "context.")) from exc
+        raise InvalidRequest(f"context is not valid for the {hook} hook", details=_details(exc, "context.")) from exc
     return request, context

@@ -55,7 +55,11 @@ def coded_fact(resource: dict[str, Any], domain: str, vs: ValueSets, date_fields
     text = concept_text(resource.get("code")) or None
     shown = ", ".join(f"{c.code}" for c in codes) or "uncoded"
     return CodedFact(
-        concepts=concepts, codes=codes, text=text, status=status, date=when,
+        concepts=concepts,
+        codes=codes,
+        text=text,
+        status=status,
+        date=when,
         evidence=evidence(resource, when, f"{text or 'Condition'} ({shown})"),
     )
 
@@ -69,10 +73,18 @@ def medication_use(
     when = first_datetime(resource, "authoredOn", "effectiveDateTime", "effectivePeriod", "dateAsserted")
     status = as_str(resource.get("status"))
     return MedicationUse(
-        ingredients=resolved.ingredients, groups=vs.groups_of(resolved.ingredients), source=source,
-        status=status, product=resolved.product, matched_by=resolved.matched_by, text=resolved.text,
-        evidence=evidence(resource, when, f"{resolved.text or ', '.join(sorted(resolved.ingredients))}"
-                                           f" ({source}, {status or 'no status'})"),
+        ingredients=resolved.ingredients,
+        groups=vs.groups_of(resolved.ingredients),
+        source=source,
+        status=status,
+        product=resolved.product,
+        matched_by=resolved.matched_by,
+        text=resolved.text,
+        evidence=evidence(
+            resource,
+            when,
+            f"{resolved.text or ', '.join(sorted(resolved.ingredients))} ({source}, {status or 'no status'})",
+        ),
     )
 
 
@@ -122,8 +134,7 @@ def build_snapshot(
         if _dropped(resource):
             continue
         if kind == "Condition":
-            conditions.append(coded_fact(resource, "conditions", vs,
-                                         ("onsetDateTime", "onsetPeriod", "recordedDate")))
+            conditions.append(coded_fact(resource, "conditions", vs, ("onsetDateTime", "onsetPeriod", "recordedDate")))
         elif kind == "Procedure":
             procedures.append(coded_fact(resource, "procedures", vs, ("performedDateTime", "performedPeriod")))
         elif kind == "Observation":
@@ -139,9 +150,14 @@ def build_snapshot(
 
     observations.sort(key=labs.newest_first)
     return PatientSnapshot(
-        as_of=as_of, patient_id=patient_id, sex=_sex(patient), birth_date=birth,
-        age_years=age_at(birth, as_of), conditions=tuple(conditions), procedures=tuple(procedures),
-        medications=tuple(medications), labs=tuple(observations), available=data.available,
+        as_of=as_of,
+        patient_id=patient_id,
+        sex=_sex(patient),
+        birth_date=birth,
+        age_years=age_at(birth, as_of),
+        conditions=tuple(conditions),
+        procedures=tuple(procedures),
+        medications=tuple(medications),
+        labs=tuple(observations),
+        available=data.available,
     )
-
-

@@ -44,8 +44,9 @@ def codings(concept: Any) -> list[Code]:
         item = as_dict(item)
         code = item.get("code")
         if isinstance(code, str | int) and str(code).strip():
-            out.append(Code(system=str(item.get("system") or ""), code=str(code).strip(),
-                            display=as_str(item.get("display"))))
+            out.append(
+                Code(system=str(item.get("system") or ""), code=str(code).strip(), display=as_str(item.get("display")))
+            )
     return out
 
 

@@ -83,8 +83,14 @@ def _result_concepts(element: dict[str, Any], vs: ValueSets) -> tuple[frozenset[
     return frozenset(found), shown
 
 
-def _one(element: dict[str, Any], concept: str, resource: dict[str, Any], vs: ValueSets,
-         when: datetime | None, ranges: list[Any]) -> LabResult:
+def _one(
+    element: dict[str, Any],
+    concept: str,
+    resource: dict[str, Any],
+    vs: ValueSets,
+    when: datetime | None,
+    ranges: list[Any],
+) -> LabResult:
     unit_spec = LAB_UNITS.get(concept)
     value: float | None = None
     unit: str | None = None
@@ -115,9 +121,15 @@ def _one(element: dict[str, Any], concept: str, resource: dict[str, Any], vs: Va
             break
     label = concept_text(element.get("code")) or concept
     return LabResult(
-        concept=concept, effective=when, value=value, unit=unit if value is not None else None,
-        interpretable=interpretable, original=original, result_concepts=results,
-        reference_low=low, reference_high=high,
+        concept=concept,
+        effective=when,
+        value=value,
+        unit=unit if value is not None else None,
+        interpretable=interpretable,
+        original=original,
+        result_concepts=results,
+        reference_low=low,
+        reference_high=high,
         evidence=evidence(resource, when, f"{label}: {original or 'no value'}"),
     )
 

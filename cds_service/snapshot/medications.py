@@ -92,8 +92,7 @@ def resolve(resource: dict[str, Any], vs: ValueSets, index: MedicationIndex) -> 
         ingredients |= vs.lookup("medications", code.system, code.code)
     text = "; ".join(t for t in texts if t)
     if ingredients:
-        return ResolvedMedication(frozenset(ingredients), product, "product" if product else "ingredient",
-                                  text)
+        return ResolvedMedication(frozenset(ingredients), product, "product" if product else "ingredient", text)
     named = vs.medication_names_in(text) if text else frozenset()
     if named:
         return ResolvedMedication(named, None, "text", text)

@@ -141,6 +141,4 @@ class PatientSnapshot:
 
     def medications_in(self, *groups_or_ingredients: str) -> tuple[MedicationUse, ...]:
         wanted = set(groups_or_ingredients)
-        return tuple(
-            m for m in self.medications if wanted & m.ingredients or wanted & m.groups
-        )
+        return tuple(m for m in self.medications if wanted & m.ingredients or wanted & m.groups)

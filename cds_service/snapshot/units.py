@@ -12,40 +12,101 @@ from dataclasses import dataclass
 from typing import Literal
 
 UnitKind = Literal[
-    "count-per-volume", "mass-per-volume", "enzyme-activity", "arbitrary-units", "percent",
-    "temperature", "ratio",
+    "count-per-volume",
+    "mass-per-volume",
+    "enzyme-activity",
+    "arbitrary-units",
+    "percent",
+    "temperature",
+    "ratio",
 ]
 
 # factor to the canonical unit of each kind
 _COUNT = {  # canonical 10*9/L (= 10*3/uL = 1000/mm3)
-    "10*9/L": 1.0, "10*3/uL": 1.0, "10*3/mm3": 1.0, "10^9/L": 1.0, "x10^9/L": 1.0, "x10E9/L": 1.0,
-    "10E9/L": 1.0, "x10(9)/L": 1.0, "10^3/uL": 1.0, "x10^3/uL": 1.0, "x10E3/uL": 1.0, "10E3/uL": 1.0,
-    "x10(3)/uL": 1.0, "10^3/mm3": 1.0, "K/uL": 1.0, "K/mm3": 1.0, "thou/uL": 1.0, "thou/mm3": 1.0,
-    "THOU/uL": 1.0, "G/L": 1.0, "Gi/L": 1.0, "/nL": 1.0, "10*3/ul": 1.0,
-    "/uL": 1e-3, "/mm3": 1e-3, "{cells}/uL": 1e-3, "cells/uL": 1e-3, "cells/mm3": 1e-3, "/cumm": 1e-3,
-    "10*6/uL": 1e3, "10*12/L": 1e3, "M/uL": 1e3,
+    "10*9/L": 1.0,
+    "10*3/uL": 1.0,
+    "10*3/mm3": 1.0,
+    "10^9/L": 1.0,
+    "x10^9/L": 1.0,
+    "x10E9/L": 1.0,
+    "10E9/L": 1.0,
+    "x10(9)/L": 1.0,
+    "10^3/uL": 1.0,
+    "x10^3/uL": 1.0,
+    "x10E3/uL": 1.0,
+    "10E3/uL": 1.0,
+    "x10(3)/uL": 1.0,
+    "10^3/mm3": 1.0,
+    "K/uL": 1.0,
+    "K/mm3": 1.0,
+    "thou/uL": 1.0,
+    "thou/mm3": 1.0,
+    "THOU/uL": 1.0,
+    "G/L": 1.0,
+    "Gi/L": 1.0,
+    "/nL": 1.0,
+    "10*3/ul": 1.0,
+    "/uL": 1e-3,
+    "/mm3": 1e-3,
+    "{cells}/uL": 1e-3,
+    "cells/uL": 1e-3,
+    "cells/mm3": 1e-3,
+    "/cumm": 1e-3,
+    "10*6/uL": 1e3,
+    "10*12/L": 1e3,
+    "M/uL": 1e3,
 }
 _MASS = {  # grams per litre
-    "g/L": 1.0, "g/dL": 10.0, "g/dl": 10.0, "mg/dL": 1e-2, "mg/L": 1e-3, "ug/mL": 1e-3, "ug/dL": 1e-5,
-    "ug/L": 1e-6, "ng/mL": 1e-6, "ng/dL": 1e-8, "pg/mL": 1e-9, "mg/mL": 1.0,
+    "g/L": 1.0,
+    "g/dL": 10.0,
+    "g/dl": 10.0,
+    "mg/dL": 1e-2,
+    "mg/L": 1e-3,
+    "ug/mL": 1e-3,
+    "ug/dL": 1e-5,
+    "ug/L": 1e-6,
+    "ng/mL": 1e-6,
+    "ng/dL": 1e-8,
+    "pg/mL": 1e-9,
+    "mg/mL": 1.0,
 }
 _MOLAR = {  # moles per litre
-    "mol/L": 1.0, "mmol/L": 1e-3, "umol/L": 1e-6, "nmol/L": 1e-9, "pmol/L": 1e-12, "µmol/L": 1e-6,
+    "mol/L": 1.0,
+    "mmol/L": 1e-3,
+    "umol/L": 1e-6,
+    "nmol/L": 1e-9,
+    "pmol/L": 1e-12,
+    "µmol/L": 1e-6,
 }
 _ENZYME = {"U/L": 1.0, "[IU]/L": 1.0, "IU/L": 1.0, "U/l": 1.0, "ukat/L": 60.0, "µkat/L": 60.0}
-_ARBITRARY = {"[IU]/L": 1.0, "IU/L": 1.0, "m[IU]/mL": 1.0, "mIU/mL": 1.0, "m[IU]/L": 1e-3, "mIU/L": 1e-3,
-              "[IU]/mL": 1e3, "IU/mL": 1e3}
+_ARBITRARY = {
+    "[IU]/L": 1.0,
+    "IU/L": 1.0,
+    "m[IU]/mL": 1.0,
+    "mIU/mL": 1.0,
+    "m[IU]/L": 1e-3,
+    "mIU/L": 1e-3,
+    "[IU]/mL": 1e3,
+    "IU/mL": 1e3,
+}
 _PERCENT = {"%": 1.0, "percent": 1.0}
 _RATIO = {"{INR}": 1.0, "{ratio}": 1.0, "1": 1.0, "INR": 1.0, "ratio": 1.0}
 _TEMPERATURE = ("Cel", "°C", "C", "degC", "[degF]", "°F", "F", "degF")
 
 _TABLES: dict[str, dict[str, float]] = {
-    "count-per-volume": _COUNT, "enzyme-activity": _ENZYME, "arbitrary-units": _ARBITRARY,
-    "percent": _PERCENT, "ratio": _RATIO,
+    "count-per-volume": _COUNT,
+    "enzyme-activity": _ENZYME,
+    "arbitrary-units": _ARBITRARY,
+    "percent": _PERCENT,
+    "ratio": _RATIO,
 }
 CANONICAL: dict[str, str] = {
-    "count-per-volume": "10*9/L", "enzyme-activity": "U/L", "arbitrary-units": "[IU]/L", "percent": "%",
-    "temperature": "Cel", "ratio": "{ratio}",
+    "count-per-volume": "10*9/L",
+    "enzyme-activity": "U/L",
+    "arbitrary-units": "[IU]/L",
+    "percent": "%",
+    "temperature": "Cel",
+    "ratio": "{ratio}",
 }
 
 
