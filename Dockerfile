@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first, so code changes do not reinstall them.
+COPY pyproject.toml README.md ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+
+COPY cds_service ./cds_service
+COPY cards ./cards
+COPY fhir_fixtures ./fhir_fixtures
+RUN pip install --no-deps . \
+    && useradd --system --uid 10001 --home-dir /app cds \
+    && mkdir -p /data && chown cds /data
+
+USER cds
+ENV CDS_HOST=0.0.0.0 \
+    CDS_PORT=8080 \
+    CDS_WORKERS=2 \
+    CDS_CARDS_DIR=/app/cards \
+    CDS_AUDIT_DB_URL=sqlite:////data/cds-audit.sqlite3
+VOLUME ["/data"]
+EXPOSE 8080
+
+HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
+    CMD python -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"CDS_PORT\"]}/cds-services', timeout=2)"
+
+CMD ["python", "-m", "cds_service", "serve"]
