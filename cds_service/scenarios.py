@@ -34,7 +34,7 @@ def split_record(bundle: dict[str, Any]) -> tuple[dict[str, Any] | None, list[di
     patient = next((r for r in resources if r.get("resourceType") == "Patient"), None)
     drafts = [r for r in resources if is_draft_order(r)]
     referenced = {reference_id(d.get("medicationReference"))[1] for d in drafts}
-    medications = [r for r in resources if r.get("resourceType") == "Medication" and r.get("id") in referenced]
+    medications = [r for r in resources if r.get("resourceType") == "Medication" and str(r.get("id")) in referenced]
     record = [r for r in resources if not is_draft_order(r)]
     return patient, drafts + medications, record
 

@@ -41,7 +41,7 @@ def _sex(patient: dict[str, Any]) -> Sex:
 
 
 def _dropped(resource: dict[str, Any]) -> bool:
-    if resource.get("status") in _DROPPED_STATUSES:
+    if as_str(resource.get("status")) in _DROPPED_STATUSES:
         return True
     return any(c.code in _DROPPED_STATUSES for c in codings(resource.get("verificationStatus")))
 
@@ -140,7 +140,7 @@ def build_snapshot(
         elif kind == "Observation":
             observations.extend(labs.lab_results(resource, vs))
         elif kind in _MEDICATION_TYPES:
-            if id(resource) in evaluated_objects or (kind, resource.get("id")) in evaluated_keys:
+            if id(resource) in evaluated_objects or (kind, as_str(resource.get("id"))) in evaluated_keys:
                 continue
             is_draft = id(resource) in draft_ids
             source: MedicationSource = "draft" if is_draft else _MEDICATION_TYPES[kind]  # type: ignore[assignment]
