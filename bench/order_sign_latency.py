@@ -46,8 +46,12 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> dict[str, float]:
-    return {"median_ms": statistics.median(values), "p95_ms": percentile(values, 95),
-            "p99_ms": percentile(values, 99), "mean_ms": statistics.fmean(values)}
+    return {
+        "median_ms": statistics.median(values),
+        "p95_ms": percentile(values, 95),
+        "p99_ms": percentile(values, 99),
+        "mean_ms": statistics.fmean(values),
+    }
 
 
 def free_port() -> int:
@@ -68,8 +72,17 @@ def in_process(body: dict[str, Any], calls: int) -> list[float]:
         for _ in range(calls):
             started = time.perf_counter()
             request, context = parse_hook_request(body, service.id, service.hook)
-            await evaluate(knowledge=knowledge, service=service, context=context, prefetch=request.prefetch,
-                           gateway=None, no_server_reason="bench", renderer=renderer, now=now, budget_seconds=2)
+            await evaluate(
+                knowledge=knowledge,
+                service=service,
+                context=context,
+                prefetch=request.prefetch,
+                gateway=None,
+                no_server_reason="bench",
+                renderer=renderer,
+                now=now,
+                budget_seconds=2,
+            )
             timings.append((time.perf_counter() - started) * 1000)
         return timings
 
@@ -80,8 +93,13 @@ def over_http(payload: bytes, calls: int, warmup: int) -> list[float]:
     port = free_port()
     with tempfile.TemporaryDirectory() as data:
         env = {**os.environ, "CDS_AUDIT_DB_URL": f"sqlite:///{data}/audit.sqlite3", "CDS_LOG_LEVEL": "warning"}
-        server = subprocess.Popen([sys.executable, "-m", "cds_service", "serve", "--port", str(port)], cwd=REPO,
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "cds_service", "serve", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         try:
             url = f"http://127.0.0.1:{port}"
             session = requests.Session()
@@ -119,19 +137,30 @@ def main() -> int:
     payload = json.dumps(body).encode()
     prefetch = body["prefetch"]
     counts = {
-        "observations": sum(len(v.get("entry", [])) for k, v in prefetch.items()
-                            if v and v.get("resourceType") == "Bundle" and k not in
-                            ("medicationRequests", "medicationStatements", "conditions", "procedures")),
-        "medicines": sum(len((prefetch.get(k) or {}).get("entry", []))
-                         for k in ("medicationRequests", "medicationStatements")),
+        "observations": sum(
+            len(v.get("entry", []))
+            for k, v in prefetch.items()
+            if v
+            and v.get("resourceType") == "Bundle"
+            and k not in ("medicationRequests", "medicationStatements", "conditions", "procedures")
+        ),
+        "medicines": sum(
+            len((prefetch.get(k) or {}).get("entry", [])) for k in ("medicationRequests", "medicationStatements")
+        ),
         "conditions": len((prefetch.get("conditions") or {}).get("entry", [])),
         "request_bytes": len(payload),
     }
     pipeline = summary(in_process(body, max(args.calls // 2, 100)))
     http = summary(over_http(payload, args.calls, args.warmup))
-    result = {"scenario": SCENARIO.name, "calls": args.calls, "payload": counts, "http": http,
-              "pipeline_in_process": pipeline, "python": sys.version.split()[0],
-              "measured_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    result = {
+        "scenario": SCENARIO.name,
+        "calls": args.calls,
+        "payload": counts,
+        "http": http,
+        "pipeline_in_process": pipeline,
+        "python": sys.version.split()[0],
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"payload: {counts}")

@@ -43,20 +43,33 @@ def test_every_card_renders_with_its_example_params(knowledge: Knowledge) -> Non
         assert isinstance(card, Card)
         assert len(card.summary) < 140
         assert card.source.url, rule_id
-        assert "{" not in card.summary and "{" not in (card.detail or ""), rule_id
+        assert "{" not in card.summary, rule_id
+        assert "{" not in (card.detail or ""), rule_id
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"summary": "Uses {unknown}"}, "placeholders not in params"),
-    ({"summary": "x" * 140}, "fewer than 140"),
-    ({"override_reasons": ["not-a-reason"]}, "override reasons"),
-    ({"indicator": "severe"}, "indicator"),
-    ({"rule_id": "another-id"}, "must match the file name"),
-    ({"selection_behavior": None}, "selection_behavior"),
-    ({"summary": "{0} positional"}, "plain name"),
-    ({"surprise": True}, "surprise"),
-], ids=["unknown-placeholder", "summary-too-long", "unknown-override", "bad-indicator", "rule-id-mismatch",
-        "suggestions-without-behaviour", "positional-placeholder", "unknown-field"])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"summary": "Uses {unknown}"}, "placeholders not in params"),
+        ({"summary": "x" * 140}, "fewer than 140"),
+        ({"override_reasons": ["not-a-reason"]}, "override reasons"),
+        ({"indicator": "severe"}, "indicator"),
+        ({"rule_id": "another-id"}, "must match the file name"),
+        ({"selection_behavior": None}, "selection_behavior"),
+        ({"summary": "{0} positional"}, "plain name"),
+        ({"surprise": True}, "surprise"),
+    ],
+    ids=[
+        "unknown-placeholder",
+        "summary-too-long",
+        "unknown-override",
+        "bad-indicator",
+        "rule-id-mismatch",
+        "suggestions-without-behaviour",
+        "positional-placeholder",
+        "unknown-field",
+    ],
+)
 def test_bad_entries_are_refused(cards_copy: Path, change: dict[str, object], message: str) -> None:
     _edit(cards_copy / "partner-missing.yaml", **change)
     with pytest.raises(CatalogueError, match=message):
@@ -86,7 +99,7 @@ def test_broken_yaml_is_refused(cards_copy: Path) -> None:
 
 def test_the_service_does_not_start_on_a_bad_catalogue(cards_copy: Path, tmp_path: Path) -> None:
     _edit(cards_copy / "partner-missing.yaml", summary="{nope}")
-    with pytest.raises(CatalogueError, match="partner-missing.yaml"):
+    with pytest.raises(CatalogueError, match=r"partner-missing\.yaml"):
         create_app(Settings(cards_dir=cards_copy, audit_db_url=f"sqlite:///{tmp_path}/a.db"))
 
 
@@ -101,10 +114,12 @@ def _site(tmp_path: Path, content: object) -> Path:
     return path
 
 
-def test_site_can_switch_a_card_off_and_change_an_indicator(make_client: object, knowledge: Knowledge,
-                                                            tmp_path: Path) -> None:
-    site = _site(tmp_path, {"cards": {"partner-missing": {"enabled": False},
-                                      "receptor-status-unknown": {"indicator": "info"}}})
+def test_site_can_switch_a_card_off_and_change_an_indicator(
+    make_client: object, knowledge: Knowledge, tmp_path: Path
+) -> None:
+    site = _site(
+        tmp_path, {"cards": {"partner-missing": {"enabled": False}, "receptor-status-unknown": {"indicator": "info"}}}
+    )
     client: TestClient = make_client(site_config=site)  # type: ignore[operator]
     body = client.post(f"/cds-services/{SIGN}", json=hook_request(knowledge, "partner-missing")).json()
     assert "partner-missing" not in {c["source"]["topic"]["code"] for c in body["cards"]}
@@ -119,13 +134,17 @@ def test_site_config_changes_the_knowledge_version(tmp_path: Path, knowledge: Kn
     assert tuned.describe()["siteConfigDigest"] != "none"
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ({"cards": {"no-such-card": {"enabled": False}}}, "unknown card"),
-    ({"cards": {"partner-missing": {"indicator": "loud"}}}, "indicator"),
-    ({"thresholds": {"no-such-rule": {"x": 1}}}, "unknown rule"),
-    ({"thresholds": {"receptor-status": {"x": 1}}}, "no threshold"),
-    ({"colour": "blue"}, "colour"),
-], ids=["unknown-card", "bad-indicator", "unknown-rule", "unknown-threshold", "unknown-section"])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ({"cards": {"no-such-card": {"enabled": False}}}, "unknown card"),
+        ({"cards": {"partner-missing": {"indicator": "loud"}}}, "indicator"),
+        ({"thresholds": {"no-such-rule": {"x": 1}}}, "unknown rule"),
+        ({"thresholds": {"receptor-status": {"x": 1}}}, "no threshold"),
+        ({"colour": "blue"}, "colour"),
+    ],
+    ids=["unknown-card", "bad-indicator", "unknown-rule", "unknown-threshold", "unknown-section"],
+)
 def test_bad_site_config_stops_start_up(tmp_path: Path, content: object, message: str) -> None:
     with pytest.raises(SiteConfigError, match=message):
         load_knowledge(CARDS, _site(tmp_path, content))

@@ -35,8 +35,7 @@ def test_evaluate_json_is_a_valid_response(capsys: pytest.CaptureFixture[str]) -
     assert ("receptor-her2-positive", "critical") in rule_ids(body)
 
 
-def test_evaluate_a_cds_hooks_request(tmp_path: Path, knowledge: Knowledge,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_a_cds_hooks_request(tmp_path: Path, knowledge: Knowledge, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "request.json"
     path.write_text(json.dumps(hook_request(knowledge, "partner-missing")))
     assert main(["evaluate", "--json", "--now", "2026-11-20T15:00:00+00:00", str(path)]) == 0
@@ -53,7 +52,13 @@ def test_evaluate_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_module_entry_point_runs() -> None:
-    result = subprocess.run([sys.executable, "-m", "cds_service", "evaluate", str(FIXTURES / "partner-missing.json")],
-                            capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "cds_service", "evaluate", str(FIXTURES / "partner-missing.json")],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert "[partner-missing]" in result.stdout

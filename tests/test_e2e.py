@@ -41,10 +41,14 @@ class _Server(uvicorn.Server):
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
-    settings = Settings(audit_db_url=f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'audit.sqlite3'}",
-                        cards_dir=REPO / "cards", cors_origins=[SANDBOX])
-    config = uvicorn.Config(create_app(settings, clock=fixed_clock), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="on")
+    settings = Settings(
+        audit_db_url=f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'audit.sqlite3'}",
+        cards_dir=REPO / "cards",
+        cors_origins=[SANDBOX],
+    )
+    config = uvicorn.Config(
+        create_app(settings, clock=fixed_clock), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
     server = _Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -60,7 +64,7 @@ def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def fhir_stub() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     """A real HTTP server answering the service's FHIR queries from the partner-missing record."""
-    patient, _, record = split_record(scenario("partner-missing"))
+    _patient, _, record = split_record(scenario("partner-missing"))
     store = LocalFhirStore(record)
     seen: list[dict[str, Any]] = []
 
@@ -99,14 +103,16 @@ def test_hook_call_with_prefetch_and_feedback(service_url: str, knowledge: Knowl
     assert_valid(body, "ServiceResponse")
     assert rule_ids(body, at_least="warning") == {("partner-missing", "warning")}
     card = body["cards"][0]
-    feedback = {"feedback": [{"card": card["uuid"], "outcome": "overridden",
-                              "outcomeTimestamp": "2026-11-20T15:05:00Z"}]}
+    feedback = {
+        "feedback": [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": "2026-11-20T15:05:00Z"}]
+    }
     stored = httpx.post(f"{service_url}/cds-services/{SIGN}/feedback", json=feedback)
     assert stored.json() == {"stored": 1, "duplicates": 0, "unknownCards": []}
 
 
-def test_hook_call_reading_a_real_fhir_server(service_url: str, knowledge: Knowledge,
-                                              fhir_stub: tuple[str, list[dict[str, Any]]]) -> None:
+def test_hook_call_reading_a_real_fhir_server(
+    service_url: str, knowledge: Knowledge, fhir_stub: tuple[str, list[dict[str, Any]]]
+) -> None:
     base, seen = fhir_stub
     request = fallback_request(knowledge, "partner-missing", base, token="e2e-token")
     response = httpx.post(f"{service_url}/cds-services/{SIGN}", json=request, timeout=10)
@@ -117,28 +123,41 @@ def test_hook_call_reading_a_real_fhir_server(service_url: str, knowledge: Knowl
 
 
 def test_malformed_request_over_http_is_400(service_url: str) -> None:
-    response = httpx.post(f"{service_url}/cds-services/{SIGN}", content=b"{", headers={"Content-Type": "application/json"})
+    response = httpx.post(
+        f"{service_url}/cds-services/{SIGN}", content=b"{", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     assert response.json()["resourceType"] == "OperationOutcome"
 
 
 def test_cors_preflight_and_post_headers_for_allowed_origin(service_url: str, knowledge: Knowledge) -> None:
-    preflight = httpx.options(f"{service_url}/cds-services/{SIGN}", headers={
-        "Origin": SANDBOX, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization,content-type"})
+    preflight = httpx.options(
+        f"{service_url}/cds-services/{SIGN}",
+        headers={
+            "Origin": SANDBOX,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == SANDBOX
     allowed = preflight.headers["access-control-allow-headers"].lower()
-    assert "authorization" in allowed and "content-type" in allowed
-    post = httpx.post(f"{service_url}/cds-services/{SIGN}", json=hook_request(knowledge, "clean-base-order"),
-                      headers={"Origin": SANDBOX})
+    assert "authorization" in allowed
+    assert "content-type" in allowed
+    post = httpx.post(
+        f"{service_url}/cds-services/{SIGN}",
+        json=hook_request(knowledge, "clean-base-order"),
+        headers={"Origin": SANDBOX},
+    )
     assert post.headers["access-control-allow-origin"] == SANDBOX
     assert "access-control-allow-credentials" not in post.headers
 
 
 def test_cors_refuses_other_origins(service_url: str) -> None:
-    preflight = httpx.options(f"{service_url}/cds-services", headers={
-        "Origin": "https://evil.example.com", "Access-Control-Request-Method": "GET"})
+    preflight = httpx.options(
+        f"{service_url}/cds-services",
+        headers={"Origin": "https://evil.example.com", "Access-Control-Request-Method": "GET"},
+    )
     assert preflight.status_code == 400
     assert "access-control-allow-origin" not in preflight.headers
     get = httpx.get(f"{service_url}/cds-services", headers={"Origin": "https://evil.example.com"})

@@ -25,17 +25,25 @@ def _card(client: TestClient, knowledge: Knowledge) -> dict[str, Any]:
 
 
 def _accepted(card: dict[str, Any]) -> dict[str, Any]:
-    return {"card": card["uuid"], "outcome": "accepted",
-            "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
-            "outcomeTimestamp": "2026-11-20T15:01:00Z"}
+    return {
+        "card": card["uuid"],
+        "outcome": "accepted",
+        "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
+        "outcomeTimestamp": "2026-11-20T15:01:00Z",
+    }
 
 
 def _overridden(card: dict[str, Any]) -> dict[str, Any]:
     reason = card["overrideReasons"][0]
-    return {"card": card["uuid"], "outcome": "overridden",
-            "overrideReason": {"reason": {"code": reason["code"], "system": reason["system"]},
-                               "userComment": "Letrozole is given by the trial pharmacy."},
-            "outcomeTimestamp": "2026-11-20T15:02:00Z"}
+    return {
+        "card": card["uuid"],
+        "outcome": "overridden",
+        "overrideReason": {
+            "reason": {"code": reason["code"], "system": reason["system"]},
+            "userComment": "Letrozole is given by the trial pharmacy.",
+        },
+        "outcomeTimestamp": "2026-11-20T15:02:00Z",
+    }
 
 
 def test_feedback_is_stored_and_joined_to_its_card(client: TestClient, knowledge: Knowledge) -> None:
@@ -79,24 +87,54 @@ def test_sandbox_reason_without_system_is_accepted(client: TestClient, knowledge
 
 def test_feedback_for_an_unknown_card_is_kept_and_named(client: TestClient) -> None:
     item = {"card": "not-issued-here", "outcome": "overridden", "outcomeTimestamp": "2026-11-20T15:02:00Z"}
-    assert client.post(f"/cds-services/{SIGN}/feedback", json={"feedback": [item]}).json() == \
-        {"stored": 1, "duplicates": 0, "unknownCards": ["not-issued-here"]}
+    assert client.post(f"/cds-services/{SIGN}/feedback", json={"feedback": [item]}).json() == {
+        "stored": 1,
+        "duplicates": 0,
+        "unknownCards": ["not-issued-here"],
+    }
 
 
-@pytest.mark.parametrize(("body", "needle"), [
-    ({"feedback": []}, "feedback"),
-    ({"feedback": [{"card": "x", "outcome": "accepted", "outcomeTimestamp": "2026-11-20T15:00:00Z"}]},
-     "acceptedSuggestions"),
-    ({"feedback": [{"card": "x", "outcome": "ignored", "outcomeTimestamp": "2026-11-20T15:00:00Z"}]}, "outcome"),
-    ({"feedback": [{"card": "x", "outcome": "overridden"}]}, "outcomeTimestamp"),
-    ({"feedback": [{"card": "x", "outcome": "overridden", "outcomeTimestamp": "yesterday"}]}, "outcomeTimestamp"),
-    ({"feedback": [{"card": "x", "outcome": "overridden", "outcomeTimestamp": "2026-11-20T15:00:00"}]},
-     "time zone"),
-    ({"feedback": [{"card": "x", "outcome": "overridden", "overrideReason": {},
-                    "outcomeTimestamp": "2026-11-20T15:00:00Z"}]}, "reason or a userComment"),
-    ({"something": "else"}, "feedback"),
-], ids=["empty", "accepted-without-suggestions", "bad-outcome", "no-timestamp", "bad-timestamp",
-        "naive-timestamp", "empty-override", "not-feedback"])
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"feedback": []}, "feedback"),
+        (
+            {"feedback": [{"card": "x", "outcome": "accepted", "outcomeTimestamp": "2026-11-20T15:00:00Z"}]},
+            "acceptedSuggestions",
+        ),
+        ({"feedback": [{"card": "x", "outcome": "ignored", "outcomeTimestamp": "2026-11-20T15:00:00Z"}]}, "outcome"),
+        ({"feedback": [{"card": "x", "outcome": "overridden"}]}, "outcomeTimestamp"),
+        ({"feedback": [{"card": "x", "outcome": "overridden", "outcomeTimestamp": "yesterday"}]}, "outcomeTimestamp"),
+        (
+            {"feedback": [{"card": "x", "outcome": "overridden", "outcomeTimestamp": "2026-11-20T15:00:00"}]},
+            "time zone",
+        ),
+        (
+            {
+                "feedback": [
+                    {
+                        "card": "x",
+                        "outcome": "overridden",
+                        "overrideReason": {},
+                        "outcomeTimestamp": "2026-11-20T15:00:00Z",
+                    }
+                ]
+            },
+            "reason or a userComment",
+        ),
+        ({"something": "else"}, "feedback"),
+    ],
+    ids=[
+        "empty",
+        "accepted-without-suggestions",
+        "bad-outcome",
+        "no-timestamp",
+        "bad-timestamp",
+        "naive-timestamp",
+        "empty-override",
+        "not-feedback",
+    ],
+)
 def test_invalid_feedback_is_400(client: TestClient, body: dict[str, Any], needle: str) -> None:
     response = client.post(f"/cds-services/{SIGN}/feedback", json=body)
     assert response.status_code == 400
@@ -116,9 +154,14 @@ def postgres_store() -> Iterator[SqlAuditStore]:
 
 def test_feedback_store_on_postgresql(postgres_store: SqlAuditStore) -> None:
     card = f"pg-card-{uuid.uuid4()}"
-    item = FeedbackItem.model_validate({"card": card, "outcome": "overridden",
-                                        "overrideReason": {"userComment": "reviewed"},
-                                        "outcomeTimestamp": datetime(2026, 11, 20, 15, tzinfo=UTC)})
+    item = FeedbackItem.model_validate(
+        {
+            "card": card,
+            "outcome": "overridden",
+            "overrideReason": {"userComment": "reviewed"},
+            "outcomeTimestamp": datetime(2026, 11, 20, 15, tzinfo=UTC),
+        }
+    )
     first = postgres_store.record_feedback(SIGN, [item])
     second = postgres_store.record_feedback(SIGN, [item])
     assert (first.stored, second.duplicates) == (1, 1)

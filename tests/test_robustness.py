@@ -17,9 +17,26 @@ from fastapi.testclient import TestClient
 from cds_service.knowledge import Knowledge
 from tests.support import SIGN, hook_request
 
-JUNK: list[Any] = [None, 0, -1.5, 1e308, "", "x", "2026-13-45T99:00", "Patient/", [], {}, [None, 1, "a"],
-                   {"coding": "x"}, {"coding": [None, 1, {"code": 5, "system": []}]}, {"reference": {"a": 1}},
-                   True, {"value": "1.2", "unit": 5}, [{"resource": None}], "#missing"]
+JUNK: list[Any] = [
+    None,
+    0,
+    -1.5,
+    1e308,
+    "",
+    "x",
+    "2026-13-45T99:00",
+    "Patient/",
+    [],
+    {},
+    [None, 1, "a"],
+    {"coding": "x"},
+    {"coding": [None, 1, {"code": 5, "system": []}]},
+    {"reference": {"a": 1}},
+    True,
+    {"value": "1.2", "unit": 5},
+    [{"resource": None}],
+    "#missing",
+]
 
 
 def _mutate(node: Any, rng: random.Random, rate: float) -> None:
