@@ -40,7 +40,6 @@ class Settings(BaseSettings):
     """Bound on a whole hook call, FHIR fallback included."""
     fhir_query_timeout_seconds: float = Field(default=1.5, gt=0, le=30)
     fhir_max_pages: int = Field(default=5, ge=1, le=100)
-    fhir_max_entries: int = Field(default=2000, ge=1, le=100_000)
     fhir_allow_http: bool = False
     """Allow plain-http FHIR servers other than loopback ones (never for production data)."""
 

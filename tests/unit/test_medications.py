@@ -227,8 +227,7 @@ def test_medication_code_text_is_used_when_uncoded(vs: ValueSets) -> None:
 
 
 def test_reference_display_and_medication_text_are_joined(vs: ValueSets) -> None:
-    index = {"Medication/m": _medication("m", PALBOCICLIB_IN, code={"text": "Ibrance"})}
-    index["Medication/m"]["code"] = concept(RXNORM, PALBOCICLIB_IN, text="Ibrance")
+    index = {"Medication/m": _medication("m", code=None) | {"code": concept(RXNORM, PALBOCICLIB_IN, text="Ibrance")}}
     request = med_request("r1", medicationReference={"reference": "Medication/m", "display": "palbociclib order"})
     resolved = resolve(request, vs, index)
     assert resolved is not None
