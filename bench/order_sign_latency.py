@@ -29,11 +29,9 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from cds_service.cli.evaluate import run  # noqa: E402
 from cds_service.knowledge import load_knowledge  # noqa: E402
-from cds_service.pipeline import evaluate  # noqa: E402
-from cds_service.render import Renderer  # noqa: E402
 from cds_service.scenarios import request_from_record  # noqa: E402
-from cds_service.schemas.parse import parse_hook_request  # noqa: E402
 
 SERVICE = "palbociclib-order-sign"
 SCENARIO = REPO / "fhir_fixtures" / "realistic-full-record.json"
@@ -63,30 +61,17 @@ def free_port() -> int:
 
 def in_process(body: dict[str, Any], calls: int) -> list[float]:
     knowledge = load_knowledge(REPO / "cards")
-    service = knowledge.registry[SERVICE]
-    renderer = Renderer(knowledge.catalogue, knowledge.site, knowledge.version)
     now = datetime(2026, 11, 20, 15, tzinfo=UTC)
 
-    async def run() -> list[float]:
+    async def timed() -> list[float]:
         timings = []
         for _ in range(calls):
             started = time.perf_counter()
-            request, context = parse_hook_request(body, service.id, service.hook)
-            await evaluate(
-                knowledge=knowledge,
-                service=service,
-                context=context,
-                prefetch=request.prefetch,
-                gateway=None,
-                no_server_reason="bench",
-                renderer=renderer,
-                now=now,
-                budget_seconds=2,
-            )
+            await run(knowledge, body, SERVICE, now)
             timings.append((time.perf_counter() - started) * 1000)
         return timings
 
-    return asyncio.run(run())
+    return asyncio.run(timed())
 
 
 def over_http(payload: bytes, calls: int, warmup: int) -> list[float]:

@@ -50,7 +50,7 @@ class ServiceDefinition:
 
 # Observation prefetch keys: the observation concepts each reads and how many results it keeps.
 OBSERVATION_KEYS: tuple[tuple[str, tuple[str, ...], int], ...] = (
-    ("cbc", ("anc", "wbc", "neutrophils-percent", "bands-percent", "platelets", "hemoglobin"), 60),
+    ("cbc", ("anc", "wbc", "neutrophils-percent", "bands-percent", "platelets", "hemoglobin"), 100),
     ("receptors", ("er-status", "pr-status", "her2-ihc", "her2-interpretation", "her2-ish"), 30),
     ("hormones", ("fsh", "estradiol", "lh", "last-menstrual-period"), 20),
     ("chemistry", ("ast", "alt", "bilirubin-total", "albumin", "creatinine", "inr"), 40),
