@@ -28,7 +28,7 @@ def palbociclib_orders(
     chosen = set(selections) if selections is not None else None
     found = []
     for resource in draft_orders:
-        if resource.get("resourceType") != "MedicationRequest":
+        if resource.get("resourceType") != "MedicationRequest" or resource.get("doNotPerform") is True:
             continue
         if chosen is not None and not _selected(resource, chosen):
             continue

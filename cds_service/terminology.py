@@ -122,7 +122,9 @@ class ValueSets:
         self._load_products(documents.get("medication_products", {}))
 
     # -- loading -------------------------------------------------------------------------------
-    def _load_domain(self, domain: str, document: Mapping[str, Any]) -> None:
+    def _load_domain(self, domain: str, document: Any) -> None:
+        if not isinstance(document, dict):
+            raise ValueSetError(f"{domain}: the file must hold a mapping")
         concepts = document.get("concepts") or {}
         if not isinstance(concepts, dict):
             raise ValueSetError(f"{domain}: 'concepts' must be a mapping")
@@ -137,15 +139,17 @@ class ValueSets:
                 if entry.get("match") == "prefix":
                     self._prefixes[domain].append(_Prefix(system, code, concept_id))
                     continue
-                exact.append((system, entry["code"].strip()))
+                exact.append((system, str(entry["code"]).strip()))
                 self._exact.setdefault((domain, system, code), set()).add(concept_id)
-            names = tuple(str(n).casefold() for n in body.get("names") or [])
-            for text in body.get("texts") or []:
+            names = tuple(str(n).casefold() for n in _string_list(body, "names", domain, concept_id))
+            for text in _string_list(body, "texts", domain, concept_id):
                 self.texts[domain][str(text).casefold().strip()] = concept_id
             if domain == "medications":
                 for name in names:
                     pattern = re.compile(rf"(?<![a-z0-9]){re.escape(name)}(?![a-z0-9])")
                     self._name_patterns.append((pattern, concept_id))
+                # Longer names first, so "ethinyl estradiol" claims its words before "estradiol" does.
+                self._name_patterns.sort(key=lambda item: -len(item[0].pattern))
             key = concept_id
             if key in self.concepts and self.concepts[key].domain != domain:
                 key = f"{domain}:{concept_id}"
@@ -171,14 +175,20 @@ class ValueSets:
         system = SYSTEMS[alias]
         return system, normalise_code(system, str(entry["code"]))
 
-    def _load_products(self, document: Mapping[str, Any]) -> None:
+    def _load_products(self, document: Any) -> None:
+        if not isinstance(document, dict) or not isinstance(document.get("products") or [], list):
+            raise ValueSetError("medication_products: the file must hold a 'products' list")
         for entry in document.get("products") or []:
+            if not isinstance(entry, dict):
+                raise ValueSetError(f"medication_products: entry {entry!r} must be a mapping")
             system, code = self._system_code("medication_products", str(entry.get("display")), entry)
-            ingredients = frozenset(entry.get("ingredients") or ())
+            ingredients = frozenset(_string_list(entry, "ingredients", "medication_products", code))
             unknown = [i for i in ingredients if self.concept(i, "medications") is None]
             if not ingredients or unknown:
                 raise ValueSetError(f"product {code}: unknown or missing ingredients {unknown}")
             strength = entry.get("strength_mg")
+            if strength is not None and (isinstance(strength, bool) or not isinstance(strength, int | float)):
+                raise ValueSetError(f"product {code}: strength_mg must be a number of milligrams")
             self.products[(system, code)] = Product(
                 system=system,
                 code=str(entry["code"]),
@@ -226,9 +236,19 @@ class ValueSets:
         return found
 
     def medication_names_in(self, text: str) -> frozenset[str]:
-        """Ingredients named in free text (generic or brand names, whole words)."""
+        """Ingredients named in free text (generic or brand names, whole words; a longer name claims its
+        words, so "ethinyl estradiol" is not also "estradiol")."""
         folded = text.casefold()
-        return frozenset(concept for pattern, concept in self._name_patterns if pattern.search(folded))
+        found: set[str] = set()
+        claimed: list[tuple[int, int]] = []
+        for pattern, concept in self._name_patterns:
+            for match in pattern.finditer(folded):
+                start, end = match.span()
+                if any(start < c_end and c_start < end for c_start, c_end in claimed):
+                    continue
+                claimed.append((start, end))
+                found.add(concept)
+        return frozenset(found)
 
     def text_concept(self, domain: str, text: str) -> str | None:
         return self.texts.get(domain, {}).get(text.casefold().strip())
@@ -249,6 +269,13 @@ class ValueSets:
                 raise ValueSetError(f"{domain}: no concept {concept_id!r}")
             codes.extend(concept.prefetch_codes)
         return codes
+
+
+def _string_list(body: Mapping[str, Any], field: str, domain: str, owner: str) -> list[str]:
+    value = body.get(field) or []
+    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+        raise ValueSetError(f"{domain}/{owner}: {field!r} must be a list of strings")
+    return [str(v) for v in value]
 
 
 def load_valuesets(directory: Path = VALUESETS_DIR) -> ValueSets:

@@ -11,9 +11,13 @@ from cds_service.site import SiteConfigError, load_site_config
 
 
 def _rule() -> Rule:
-    return Rule(name="cbc-recency", fires=("cbc-stale",), needs=frozenset({"cbc"}),
-                evaluate=lambda snapshot, order, thresholds: [Finding("cbc-stale")],
-                thresholds={"stale_after_days": 14, "ratio": 1.5})
+    return Rule(
+        name="cbc-recency",
+        fires=("cbc-stale",),
+        needs=frozenset({"cbc"}),
+        evaluate=lambda snapshot, order, thresholds: [Finding("cbc-stale")],
+        thresholds={"stale_after_days": 14, "ratio": 1.5},
+    )
 
 
 def test_thresholds_override_defaults(tmp_path: Path) -> None:

@@ -94,6 +94,19 @@ def _shown(result: ReceptorResult | None) -> str:
     return f"{result.status} ({result.evidence.description}, {when})"
 
 
+def _hormone_positive(er: ReceptorResult | None, pr: ReceptorResult | None, hr: ReceptorResult | None) -> bool | None:
+    """HR-positive means ER- or PR-positive. A combined HR code (Z17.41x/42x) newer than the latest ER
+    result leads; an ER-negative tumour with a positive PR is HR-positive."""
+    pr_positive = pr is not None and pr.status == "positive"
+    if hr is not None and (er is None or hr.date > er.date):
+        return hr.status == "positive" or pr_positive
+    if er is None:
+        return True if pr_positive else None
+    if er.status == "positive" or pr_positive:
+        return True
+    return None if er.status == "equivocal" else False
+
+
 def evaluate(snapshot: PatientSnapshot, order: PalbociclibOrder, _: Mapping[str, Threshold]) -> list[Finding]:
     results = receptor_results(snapshot)
     er, pr, hr, her2 = (next(iter(results[m]), None) for m in ("er", "pr", "hr", "her2"))
@@ -101,16 +114,7 @@ def evaluate(snapshot: PatientSnapshot, order: PalbociclibOrder, _: Mapping[str,
     findings: list[Finding] = []
 
     hormone_evidence = tuple(r.evidence for r in (er, pr, hr) if r is not None)
-    if er is not None:
-        hormone_positive: bool | None = er.status == "positive" or (pr is not None and pr.status == "positive")
-        if er.status == "equivocal" and not hormone_positive:
-            hormone_positive = None
-    elif pr is not None and pr.status == "positive":
-        hormone_positive = True
-    elif hr is not None:
-        hormone_positive = hr.status == "positive"
-    else:
-        hormone_positive = None
+    hormone_positive = _hormone_positive(er, pr, hr)
     if hormone_positive is False:
         findings.append(Finding("receptor-er-negative", params, hormone_evidence))
 

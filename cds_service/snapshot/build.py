@@ -43,6 +43,8 @@ def _sex(patient: dict[str, Any]) -> Sex:
 def _dropped(resource: dict[str, Any]) -> bool:
     if as_str(resource.get("status")) in _DROPPED_STATUSES:
         return True
+    if resource.get("doNotPerform") is True:  # an order NOT to give a medicine is no use of it
+        return True
     return any(c.code in _DROPPED_STATUSES for c in codings(resource.get("verificationStatus")))
 
 
@@ -120,8 +122,8 @@ def build_snapshot(
     # Drafts first: when the EHR also returns a draft in a search, the draft is the newer copy.
     everything = _unique([*drafts, *data.all_resources()])
     index = {**index_medications(everything), **(extra_medications or {})}
-    patients = [r for r in everything if r.get("resourceType") == "Patient"]
-    patient = next((p for p in patients if p.get("id") == patient_id), patients[0] if patients else {})
+    # Only the context's patient: another Patient's sex or age must never be used.
+    patient = next((r for r in everything if r.get("resourceType") == "Patient" and r.get("id") == patient_id), {})
     birth = parse_date(patient.get("birthDate"))
 
     conditions, procedures, medications, observations = [], [], [], []

@@ -46,15 +46,20 @@ def _medication_element(resource: dict[str, Any]) -> tuple[dict[str, Any] | None
     return (as_dict(concept) or None), (as_dict(reference) or None)
 
 
-def _dereference(reference: dict[str, Any], owner: dict[str, Any], index: MedicationIndex) -> dict[str, Any]:
+def _dereference(
+    reference: dict[str, Any], owners: tuple[dict[str, Any], ...], index: MedicationIndex
+) -> dict[str, Any]:
+    """The Medication a reference names: ``#id`` in the contained resources of the owners (innermost
+    first; in FHIR a contained resource's ``#id`` names a sibling in the container), else by id."""
     kind, rid = reference_id(reference)
     if rid is None:
         return {}
     if rid.startswith("#"):
-        for contained in as_list(owner.get("contained")):
-            contained = as_dict(contained)
-            if contained.get("resourceType") == "Medication" and contained.get("id") == rid[1:]:
-                return contained
+        for owner in owners:
+            for contained in as_list(owner.get("contained")):
+                contained = as_dict(contained)
+                if contained.get("resourceType") == "Medication" and contained.get("id") == rid[1:]:
+                    return contained
         return {}
     return dict(index.get(f"{kind or 'Medication'}/{rid}", {}))
 
@@ -68,16 +73,19 @@ def resolve(resource: dict[str, Any], vs: ValueSets, index: MedicationIndex) -> 
         code_sets.append(codings(concept))
         texts.append(concept_text(concept))
     if reference:
-        medication = _dereference(reference, resource, index)
+        medication = _dereference(reference, (resource,), index)
         texts.append(as_str(reference.get("display")) or "")
         if medication:
             code_sets.append(codings(medication.get("code")))
             texts.append(concept_text(medication.get("code")))
             for ingredient in as_list(medication.get("ingredient")):
                 ingredient = as_dict(ingredient)
-                item = ingredient.get("itemCodeableConcept")
-                if item is None and ingredient.get("itemReference"):
-                    item = as_dict(_dereference(ingredient["itemReference"], medication, index).get("code"))
+                # R4 itemCodeableConcept / itemReference; R5 item: CodeableReference.
+                r5_item = as_dict(ingredient.get("item"))
+                item = ingredient.get("itemCodeableConcept") or r5_item.get("concept")
+                item_reference = ingredient.get("itemReference") or r5_item.get("reference")
+                if item is None and item_reference:
+                    item = as_dict(_dereference(as_dict(item_reference), (medication, resource), index).get("code"))
                 code_sets.append(codings(item))
                 texts.append(concept_text(item))
 

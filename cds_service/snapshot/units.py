@@ -58,6 +58,7 @@ _COUNT = {  # canonical 10*9/L (= 10*3/uL = 1000/mm3)
 }
 _MASS = {  # grams per litre
     "g/L": 1.0,
+    "g/l": 1.0,
     "g/dL": 10.0,
     "g/dl": 10.0,
     "mg/dL": 1e-2,
@@ -91,7 +92,6 @@ _ARBITRARY = {
 }
 _PERCENT = {"%": 1.0, "percent": 1.0}
 _RATIO = {"{INR}": 1.0, "{ratio}": 1.0, "1": 1.0, "INR": 1.0, "ratio": 1.0}
-_TEMPERATURE = ("Cel", "°C", "C", "degC", "[degF]", "°F", "F", "degF")
 
 _TABLES: dict[str, dict[str, float]] = {
     "count-per-volume": _COUNT,
@@ -100,6 +100,17 @@ _TABLES: dict[str, dict[str, float]] = {
     "percent": _PERCENT,
     "ratio": _RATIO,
 }
+_EXACT_ELSEWHERE = frozenset(
+    unit for table in (_COUNT, _MASS, _MOLAR, _ENZYME, _ARBITRARY, _PERCENT, _RATIO) for unit in table
+)
+# Spellings that differ only in case between kinds (G/L giga-count vs g/L grams): never matched by case.
+_TABLES_ALL = (_COUNT, _MASS, _MOLAR, _ENZYME, _ARBITRARY, _PERCENT, _RATIO)
+_AMBIGUOUS = frozenset(
+    folded
+    for folded in {u.casefold() for u in _EXACT_ELSEWHERE}
+    if sum(1 for t in _TABLES_ALL if any(k.casefold() == folded for k in t)) > 1
+    and len({k for t in _TABLES_ALL for k in t if k.casefold() == folded}) > 1
+)
 CANONICAL: dict[str, str] = {
     "count-per-volume": "10*9/L",
     "enzyme-activity": "U/L",
@@ -120,9 +131,13 @@ class LabUnit:
 
 
 def _lookup(table: dict[str, float], unit: str) -> float | None:
+    """Exact match first; case is ignored only for a spelling that is not exactly a unit of another
+    kind (``g/L`` is grams per litre, never the count ``G/L``)."""
     if unit in table:
         return table[unit]
     folded = unit.casefold()
+    if unit in _EXACT_ELSEWHERE or folded in _AMBIGUOUS:
+        return None
     for key, factor in table.items():
         if key.casefold() == folded:
             return factor

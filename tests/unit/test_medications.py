@@ -236,7 +236,10 @@ def test_reference_display_and_medication_text_are_joined(vs: ValueSets) -> None
 
 # ---------------------------------------------------------------------------------------------- R5 shape
 def test_r5_medication_concept(vs: ValueSets) -> None:
-    resource = {"resourceType": "MedicationRequest", "medication": {"concept": concept(RXNORM, PALBOCICLIB_125_TAB_SCD)}}
+    resource = {
+        "resourceType": "MedicationRequest",
+        "medication": {"concept": concept(RXNORM, PALBOCICLIB_125_TAB_SCD)},
+    }
     resolved = resolve(resource, vs, {})
     assert resolved is not None
     assert resolved.ingredients == {"palbociclib"}
@@ -278,7 +281,11 @@ def _drafts() -> list[dict[str, Any]]:
         med_request("letro", LETROZOLE_IN, status="draft"),
         med_request("palbo-text", text="IBRANCE 100 mg", status="draft"),
         {"resourceType": "ServiceRequest", "id": "sr", "code": concept(RXNORM, PALBOCICLIB_IN)},
-        {"resourceType": "MedicationStatement", "id": "ms", "medicationCodeableConcept": concept(RXNORM, PALBOCICLIB_IN)},
+        {
+            "resourceType": "MedicationStatement",
+            "id": "ms",
+            "medicationCodeableConcept": concept(RXNORM, PALBOCICLIB_IN),
+        },
         med_request(None, PALBOCICLIB_IN, status="draft"),
     ]
 

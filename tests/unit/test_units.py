@@ -117,7 +117,7 @@ def test_count_with_unknown_canonical_gives_none() -> None:
         ("hemoglobin", 1.0, "mmol/L", 1 / 0.6206),
         ("hemoglobin", 6206, "umol/L", 10.0),
         ("hemoglobin", 6206, "µmol/L", 10.0),
-        ("hemoglobin", 95, "G/L", 9.5),  # mass table ignores case too
+        ("hemoglobin", 95, "g/l", 9.5),  # lower-case litre is common in feeds
         # albumin g/dL
         ("albumin", 35, "g/L", 3.5),
         ("albumin", 3.5, "g/dL", 3.5),
@@ -382,7 +382,8 @@ def test_reference_ranges_are_converted(
 def test_hemoglobin_reference_range_in_g_per_litre(vs: ValueSets) -> None:
     rng = [{"low": {"value": 120, "unit": "g/L"}, "high": {"value": 160, "unit": "g/L"}}]
     lab = _one(observation("o1", "718-7", value=95, unit="g/L", referenceRange=rng), vs)
-    assert (lab.reference_low, lab.reference_high) == (pytest.approx(12.0), pytest.approx(16.0))
+    assert lab.reference_low == pytest.approx(12.0)
+    assert lab.reference_high == pytest.approx(16.0)
 
 
 def test_unknown_observation_code_gives_nothing(vs: ValueSets) -> None:
@@ -411,7 +412,10 @@ def test_observation_without_code_gives_nothing(vs: ValueSets) -> None:
         ({"interpretation": concept(V3_INTERPRETATION, "NEG")}, {"negative"}),  # a single object, not a list
         # a coded value leads over the interpretation
         (
-            {"valueCodeableConcept": concept(SNOMED, "260385009"), "interpretation": [concept(V3_INTERPRETATION, "POS")]},
+            {
+                "valueCodeableConcept": concept(SNOMED, "260385009"),
+                "interpretation": [concept(V3_INTERPRETATION, "POS")],
+            },
             {"negative"},
         ),
         ({}, set()),
@@ -537,3 +541,8 @@ def test_newest_first_puts_undated_last() -> None:
     old, new = datetime(2020, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
     ordered = sorted([lab(None), lab(old), lab(new)], key=newest_first)
     assert [x.effective for x in ordered] == [new, old, None]
+
+
+def test_giga_per_litre_is_not_grams_for_hemoglobin() -> None:
+    # "G/L" is a count (giga per litre); a hemoglobin sent in it is mislabelled, never read as g/L.
+    assert convert(95, "G/L", LAB_UNITS["hemoglobin"]) is None
