@@ -10,10 +10,25 @@ from cds_service.cli import evaluate
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from pydantic import ValidationError
 
+    from cds_service.catalogue import CatalogueError
+    from cds_service.knowledge import load_knowledge
     from cds_service.settings import Settings
+    from cds_service.site import SiteConfigError
+    from cds_service.terminology import ValueSetError
 
-    settings = Settings()
+    try:
+        settings = Settings()
+        # Check the knowledge before starting workers, so a bad card or site file is one clear message.
+        knowledge = load_knowledge(settings.cards_dir, settings.site_config)
+    except ValidationError as exc:
+        print(f"invalid CDS_ setting: {exc}", file=sys.stderr)
+        return 2
+    except (CatalogueError, SiteConfigError, ValueSetError) as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
+    print(f"palbociclib CDS service, knowledge {knowledge.version}", file=sys.stderr)
     uvicorn.run(
         "cds_service.app:create_app",
         factory=True,

@@ -62,3 +62,23 @@ def test_module_entry_point_runs() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "[partner-missing]" in result.stdout
+
+
+def test_serve_refuses_a_bad_catalogue_with_one_clear_message(tmp_path: Path) -> None:
+    import shutil
+
+    cards = tmp_path / "cards"
+    shutil.copytree(REPO / "cards", cards)
+    (cards / "partner-missing.yaml").write_text("rule_id: partner-missing\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "cds_service", "serve", "--port", "1"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+        env={"CDS_CARDS_DIR": str(cards), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("cannot start: partner-missing.yaml")
+    assert "Traceback" not in result.stderr

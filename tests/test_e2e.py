@@ -162,3 +162,39 @@ def test_cors_refuses_other_origins(service_url: str) -> None:
     assert "access-control-allow-origin" not in preflight.headers
     get = httpx.get(f"{service_url}/cds-services", headers={"Origin": "https://evil.example.com"})
     assert "access-control-allow-origin" not in get.headers
+
+
+def test_serve_command_starts_the_service(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`python -m cds_service serve` as the README runs it, on its embedded defaults."""
+    import os
+    import subprocess
+    import sys
+
+    port = _free_port()
+    data = tmp_path_factory.mktemp("serve")
+    env = {**os.environ, "CDS_AUDIT_DB_URL": f"sqlite:///{data / 'audit.sqlite3'}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cds_service", "serve", "--port", str(port)],
+        cwd=data,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/cds-services", timeout=1)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "serve did not answer"
+                time.sleep(0.1)
+        assert response.status_code == 200
+        assert {s["id"] for s in response.json()["services"]} == {SIGN, "palbociclib-order-select"}
+        assert (data / "audit.sqlite3").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stderr:
+            process.stderr.close()
