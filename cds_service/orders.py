@@ -8,6 +8,7 @@ from typing import Any
 from cds_service.snapshot.fhirjson import as_str, evidence, first_datetime
 from cds_service.snapshot.medications import MedicationIndex, resolve
 from cds_service.snapshot.model import PalbociclibOrder
+from cds_service.snapshot.order_details import describe_order
 from cds_service.terminology import ValueSets
 
 PALBOCICLIB = "palbociclib"
@@ -43,6 +44,7 @@ def palbociclib_orders(
             matched_by=resolved.matched_by,
             text=resolved.text,
             evidence=evidence(resource, when, f"{resolved.text or 'palbociclib'} (draft order)"),
+            details=describe_order(resource, resolved.product),
         )
         found.append((resource, order))
     return found

@@ -91,5 +91,17 @@ def record_time(bundle: dict[str, Any]) -> datetime | None:
 
 
 def load_manifest(fixtures_dir: Path) -> dict[str, Any]:
-    manifest: dict[str, Any] = yaml.safe_load((fixtures_dir / "scenarios.yaml").read_text()) or {}
-    return manifest
+    """``scenarios.yaml`` and the topic manifests ``scenarios-<topic>.yaml``, merged: one reference time,
+    scenario names unique."""
+    merged: dict[str, Any] = {"scenarios": []}
+    for path in sorted(fixtures_dir.glob("scenarios*.yaml")):
+        part: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+        reference = part.get("reference_time")
+        if merged.setdefault("reference_time", reference) != reference:
+            raise ValueError(f"{path.name}: reference_time differs from the other manifests")
+        merged["scenarios"].extend(part.get("scenarios") or [])
+    names = [s["name"] for s in merged["scenarios"]]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"scenario names used twice: {duplicates}")
+    return merged

@@ -48,16 +48,20 @@ class ServiceDefinition:
         return entry
 
 
-# Observation prefetch keys: the observation concepts each reads and how many results it keeps.
-OBSERVATION_KEYS: tuple[tuple[str, tuple[str, ...], int], ...] = (
-    ("cbc", ("anc", "wbc", "neutrophils-percent", "bands-percent", "platelets", "hemoglobin"), 100),
-    ("receptors", ("er-status", "pr-status", "her2-ihc", "her2-interpretation", "her2-ish"), 30),
-    ("hormones", ("fsh", "estradiol", "lh", "last-menstrual-period"), 20),
-    ("chemistry", ("ast", "alt", "bilirubin-total", "albumin", "creatinine", "inr"), 40),
-    ("pregnancyTests", ("hcg-urine-qualitative", "hcg-serum-quantitative", "hcg-serum-qualitative"), 10),
-    ("esr1", ("esr1-variant",), 10),
-    ("temperature", ("body-temperature",), 10),
-)
+# How many results each Observation prefetch key keeps (newest first); the LOINC codes each asks for come
+# from the value sets (``prefetch_key`` of each observation concept).
+OBSERVATION_KEY_LIMITS: dict[str, int] = {
+    "cbc": 100,
+    "receptors": 30,
+    "hormones": 20,
+    "chemistry": 40,
+    "pregnancyTests": 10,
+    "esr1": 10,
+    "temperature": 10,
+}
+DEFAULT_OBSERVATION_LIMIT = 20
+
+
 PATIENT = "{{context.patientId}}"
 
 
@@ -78,13 +82,26 @@ def prefetch_keys(vs: ValueSets) -> tuple[PrefetchKey, ...]:
         PrefetchKey(
             "medicationStatements",
             "MedicationStatement",
-            f"MedicationStatement?patient={PATIENT}&status=active,intended,on-hold&_count=100",
+            f"MedicationStatement?patient={PATIENT}&status=active,intended,on-hold,completed,stopped&_count=100",
             300,
+        ),
+        # Past orders: prior CDK4/6 inhibitor or adjuvant aromatase inhibitor, and whether this is a first order.
+        PrefetchKey(
+            "medicationHistory",
+            "MedicationRequest",
+            f"MedicationRequest?patient={PATIENT}&status=completed,stopped&_sort=-authoredon&_count=100",
+            200,
         ),
         PrefetchKey("conditions", "Condition", f"Condition?patient={PATIENT}&_count=200", 400),
     ]
-    for key, concepts, count in OBSERVATION_KEYS:
-        codes = [(s, c) for s, c in vs.codes_of(concepts, "observations") if s == SYSTEMS["loinc"]]
+    by_key: dict[str, list[tuple[str, str]]] = {}
+    for concept in vs.concepts.values():
+        if concept.domain == "observations" and concept.prefetch_key:
+            loinc = [(s, c) for s, c in concept.prefetch_codes if s == SYSTEMS["loinc"]]
+            by_key.setdefault(concept.prefetch_key, []).extend(loinc)
+    ordered = [k for k in OBSERVATION_KEY_LIMITS if k in by_key] + sorted(set(by_key) - set(OBSERVATION_KEY_LIMITS))
+    for key in ordered:
+        codes, count = by_key[key], OBSERVATION_KEY_LIMITS.get(key, DEFAULT_OBSERVATION_LIMIT)
         keys.append(
             PrefetchKey(
                 key,

@@ -95,6 +95,8 @@ class Concept:
     groups: frozenset[str]
     names: tuple[str, ...]
     unit_kind: str | None
+    prefetch_key: str | None
+    """For observation concepts: the prefetch key whose query asks for them."""
     prefetch_codes: tuple[tuple[str, str], ...]
     """Exact (system, code) pairs, for search parameters."""
 
@@ -160,6 +162,7 @@ class ValueSets:
                 groups=frozenset(body.get("groups") or ()),
                 names=names,
                 unit_kind=body.get("unit_kind"),
+                prefetch_key=body.get("prefetch_key"),
                 prefetch_codes=tuple(exact),
             )
         # Longest prefixes first so C50.91 wins over C50 if both are listed.
@@ -284,13 +287,36 @@ def load_valuesets(directory: Path = VALUESETS_DIR) -> ValueSets:
 
 @lru_cache(maxsize=4)
 def _load_cached(directory: Path) -> ValueSets:
+    """Files are ``<domain>.yaml`` or ``<domain>.<topic>.yaml``; a domain's files are merged (a concept
+    defined in two files is an error)."""
     documents: dict[str, Any] = {}
     digest = hashlib.sha256()
     for path in sorted(directory.glob("*.yaml")):
         raw = path.read_bytes()
         digest.update(path.name.encode() + b"\0" + raw)
         try:
-            documents[path.stem] = yaml.safe_load(raw) or {}
+            document = yaml.safe_load(raw) or {}
         except yaml.YAMLError as exc:
             raise ValueSetError(f"{path.name}: not valid YAML: {exc}") from exc
+        if not isinstance(document, dict):
+            raise ValueSetError(f"{path.name}: the file must hold a mapping")
+        _merge(documents, path.name.split(".")[0], document, path.name)
     return ValueSets(documents, digest.hexdigest())
+
+
+def _merge(documents: dict[str, Any], domain: str, document: dict[str, Any], name: str) -> None:
+    target = documents.setdefault(domain, {})
+    for field in ("concepts",):
+        incoming = document.get(field) or {}
+        if not isinstance(incoming, dict):
+            raise ValueSetError(f"{name}: {field!r} must be a mapping")
+        existing = target.setdefault(field, {})
+        clash = sorted(set(existing) & set(incoming))
+        if clash:
+            raise ValueSetError(f"{name}: concepts already defined in another {domain} file: {clash}")
+        existing.update(incoming)
+    products = document.get("products")
+    if products is not None:
+        if not isinstance(products, list):
+            raise ValueSetError(f"{name}: 'products' must be a list")
+        target.setdefault("products", []).extend(products)

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from cds_service.knowledge import Knowledge
-from cds_service.scenarios import request_from_record
+from cds_service.scenarios import load_manifest, request_from_record
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fhir_fixtures"
@@ -36,8 +35,7 @@ def assert_valid(instance: Any, definition: str) -> None:
 
 
 def manifest() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load((FIXTURES / "scenarios.yaml").read_text())
-    return loaded
+    return load_manifest(FIXTURES)
 
 
 def scenario_names() -> list[str]:

@@ -1,7 +1,7 @@
 """Structural checks for the clinical-scenario fixtures in fhir_fixtures/.
 
 Each scenario is one FHIR R4 Bundle (parsed with fhir.resources.R4B, which reads R4 JSON) and is listed in
-fhir_fixtures/scenarios.yaml. These tests check the fixtures themselves, not the CDS service.
+fhir_fixtures/scenarios*.yaml. These tests check the fixtures themselves, not the CDS service.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.bundle import Bundle
 
+from cds_service.scenarios import load_manifest
+
 FIXTURES = Path(__file__).resolve().parent.parent / "fhir_fixtures"
-MANIFEST = yaml.safe_load((FIXTURES / "scenarios.yaml").read_text(encoding="utf-8"))
+MANIFEST = load_manifest(FIXTURES)
 SCENARIOS: list[dict[str, Any]] = MANIFEST["scenarios"]
 NAMES = [s["name"] for s in SCENARIOS]
 REFERENCE_TIME = datetime.fromisoformat(MANIFEST["reference_time"].replace("Z", "+00:00"))

@@ -1,8 +1,24 @@
-"""The rules the pipeline runs, in order."""
+"""The rules the pipeline runs, in order: each module exports ``RULES``."""
 
-from cds_service.rules import partner, receptors
+from cds_service.rules import (
+    dose,
+    duplicates,
+    indication,
+    partner,
+    partner_menopause,
+    receptors,
+    safety,
+)
 from cds_service.rules.base import Finding, Rule
 
-RULES: tuple[Rule, ...] = (receptors.RULE, partner.RULE)
+RULES: tuple[Rule, ...] = (
+    *indication.RULES,
+    *receptors.RULES,
+    *partner.RULES,
+    *partner_menopause.RULES,
+    *duplicates.RULES,
+    *dose.RULES,
+    *safety.RULES,
+)
 
 __all__ = ["RULES", "Finding", "Rule"]

@@ -22,9 +22,11 @@ def evaluate(snapshot: PatientSnapshot, order: PalbociclibOrder, _: Mapping[str,
     return [Finding("partner-missing", {})]
 
 
-RULE = Rule(
-    name="endocrine-partner",
-    fires=("partner-missing",),
-    needs=frozenset({"medicationRequests", "medicationStatements"}),
-    evaluate=evaluate,
+RULES: tuple[Rule, ...] = (
+    Rule(
+        name="endocrine-partner",
+        fires=("partner-missing",),
+        needs=frozenset({"medicationRequests", "medicationStatements"}),
+        evaluate=evaluate,
+    ),
 )

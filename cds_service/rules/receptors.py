@@ -132,9 +132,11 @@ def evaluate(snapshot: PatientSnapshot, order: PalbociclibOrder, _: Mapping[str,
     return findings
 
 
-RULE = Rule(
-    name="receptor-status",
-    fires=("receptor-er-negative", "receptor-her2-positive", "receptor-status-unknown"),
-    needs=frozenset({"conditions", "receptors"}),
-    evaluate=evaluate,
+RULES: tuple[Rule, ...] = (
+    Rule(
+        name="receptor-status",
+        fires=("receptor-er-negative", "receptor-her2-positive", "receptor-status-unknown"),
+        needs=frozenset({"conditions", "receptors"}),
+        evaluate=evaluate,
+    ),
 )

@@ -13,12 +13,15 @@ from typing import Any
 from cds_service.prefetch.model import PatientData
 from cds_service.snapshot import labs
 from cds_service.snapshot.fhirjson import (
+    as_dict,
+    as_list,
     as_str,
     codings,
     concept_text,
     evidence,
     first_datetime,
     parse_date,
+    parse_datetime,
 )
 from cds_service.snapshot.medications import MedicationIndex, index_medications, resolve
 from cds_service.snapshot.model import CodedFact, MedicationSource, MedicationUse, PatientSnapshot, Sex
@@ -66,6 +69,21 @@ def coded_fact(resource: dict[str, Any], domain: str, vs: ValueSets, date_fields
     )
 
 
+def medication_period(resource: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
+    """Start and end of a request's or statement's period: effectivePeriod (statements), else the first
+    dosage's boundsPeriod, else dispenseRequest.validityPeriod."""
+    candidates: list[Any] = [resource.get("effectivePeriod")]
+    for dosage in as_list(resource.get("dosageInstruction")) + as_list(resource.get("dosage")):
+        candidates.append(as_dict(as_dict(as_dict(dosage).get("timing")).get("repeat")).get("boundsPeriod"))
+    candidates.append(as_dict(resource.get("dispenseRequest")).get("validityPeriod"))
+    for period in candidates:
+        period = as_dict(period)
+        start, end = parse_datetime(period.get("start")), parse_datetime(period.get("end"))
+        if start or end:
+            return start, end
+    return parse_datetime(resource.get("effectiveDateTime")) or parse_datetime(resource.get("authoredOn")), None
+
+
 def medication_use(
     resource: dict[str, Any], source: MedicationSource, vs: ValueSets, index: MedicationIndex
 ) -> MedicationUse | None:
@@ -74,6 +92,7 @@ def medication_use(
         return None
     when = first_datetime(resource, "authoredOn", "effectiveDateTime", "effectivePeriod", "dateAsserted")
     status = as_str(resource.get("status"))
+    started, ended = medication_period(resource)
     return MedicationUse(
         ingredients=resolved.ingredients,
         groups=vs.groups_of(resolved.ingredients),
@@ -87,6 +106,8 @@ def medication_use(
             when,
             f"{resolved.text or ', '.join(sorted(resolved.ingredients))} ({source}, {status or 'no status'})",
         ),
+        started=started,
+        ended=ended,
     )
 
 

@@ -121,6 +121,7 @@ def _one(
             break
     label = concept_text(element.get("code")) or concept
     return LabResult(
+        site=concept_text(resource.get("bodySite")) or as_str(as_dict(resource.get("specimen")).get("display")),
         concept=concept,
         effective=when,
         value=value,

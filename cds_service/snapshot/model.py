@@ -64,6 +64,8 @@ class LabResult:
     reference_low: float | None = None
     reference_high: float | None = None
     evidence: Evidence = field(default_factory=lambda: Evidence("Observation", None, None, ""))
+    site: str | None = None
+    """Where the specimen came from (``bodySite`` or the specimen's text), e.g. "Liver" for a metastasis."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,9 @@ class MedicationUse:
     matched_by: MatchedBy
     text: str
     evidence: Evidence
+    started: datetime | None = None
+    ended: datetime | None = None
+    """End of the period the medicine was taken or ordered for, when the record gives one."""
 
     @property
     def is_current(self) -> bool:
@@ -103,6 +108,38 @@ _CURRENT_STATEMENT = frozenset({"active", "intended", "on-hold"})
 
 
 @dataclass(frozen=True, slots=True)
+class DoseSchedule:
+    """The dose and schedule of a palbociclib order, normalised from whichever FHIR encoding it used."""
+
+    dose_mg: float | None
+    """Per administration, in mg (from a mg dose, or a count of units times the product strength)."""
+    administrations_per_day: float | None
+    daily_dose_mg: float | None
+    days_on: int | None
+    """Consecutive dosing days per cycle (21 for the labelled schedule); ``None`` when not stated."""
+    cycle_days: int | None
+    """Cycle length in days (28 for the labelled schedule); ``None`` when not stated."""
+    continuous: bool
+    """Dosing every day without a break (stated, or dosing days equal to the cycle)."""
+    encoding: str
+    """How the schedule was read: bounds-duration, count, bounds-period, text, none."""
+    original: str
+    """The dosage as received (text and structured values), for the card's evidence."""
+    problems: tuple[str, ...] = ()
+    """What could not be reconciled, e.g. a mg dose that does not match the product's strength."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderDetails:
+    schedule: DoseSchedule | None = None
+    start: date | None = None
+    reasons: tuple[str, ...] = ()
+    """Documented reasons and notes (reasonCode, reasonReference display, note, dosage text)."""
+    food_instruction: bool = False
+    """The order tells the patient to take it with food."""
+
+
+@dataclass(frozen=True, slots=True)
 class PalbociclibOrder:
     """The draft palbociclib order the hook fired for."""
 
@@ -112,6 +149,7 @@ class PalbociclibOrder:
     matched_by: MatchedBy
     text: str
     evidence: Evidence
+    details: OrderDetails = field(default_factory=OrderDetails)
 
     @property
     def reference(self) -> str | None:

@@ -251,10 +251,14 @@ def test_undated_result_is_shown_as_undated() -> None:
 
 
 def test_receptor_rule_metadata() -> None:
-    assert receptors.RULE.name == "receptor-status"
-    assert set(receptors.RULE.fires) == {"receptor-er-negative", "receptor-her2-positive", "receptor-status-unknown"}
-    assert receptors.RULE.needs == {"conditions", "receptors"}
-    assert receptors.RULE.evaluate is receptors.evaluate
+    assert receptors.RULES[0].name == "receptor-status"
+    assert set(receptors.RULES[0].fires) == {
+        "receptor-er-negative",
+        "receptor-her2-positive",
+        "receptor-status-unknown",
+    }
+    assert receptors.RULES[0].needs == {"conditions", "receptors"}
+    assert receptors.RULES[0].evaluate is receptors.evaluate
 
 
 # ---------------------------------------------------------------------------------------------- endocrine partner
@@ -334,6 +338,6 @@ def test_one_current_partner_among_stopped_ones_is_enough() -> None:
 
 
 def test_partner_rule_metadata() -> None:
-    assert partner.RULE.fires == ("partner-missing",)
-    assert partner.RULE.needs == {"medicationRequests", "medicationStatements"}
+    assert partner.RULES[0].fires == ("partner-missing",)
+    assert partner.RULES[0].needs == {"medicationRequests", "medicationStatements"}
     assert set(partner.PARTNER_GROUPS) >= {"aromatase-inhibitor", "fulvestrant", "tamoxifen"}
