@@ -36,11 +36,17 @@ class SourceEntry(_Entry):
 class ActionEntry(_Entry):
     type: Literal["create", "update", "delete"]
     description: str = Field(min_length=1)
-    target: Literal["draft-order"] | None = None
-    """``delete`` / ``update`` act on the draft order under review."""
+    """May use the card's ``{params}``."""
+    target: Literal["draft-order", "finding"] | None = None
+    """``draft-order``: the palbociclib order under review; ``finding``: the resource the finding names in
+    its ``target_reference`` param (e.g. the aromatase-inhibitor order a switch would stop)."""
     resource: dict[str, Any] | None = None
     """For ``create``: the clinical content of the new resource; subject, requester, encounter and dates
     are filled in for the call."""
+    dose_mg: float | str | None = None
+    """For ``update`` of the draft order: the new dose per day, a number or a ``{param}`` of the finding."""
+    labelled_schedule: bool = False
+    """For ``update`` of the draft order: set the labelled 21-days-on / 7-days-off schedule."""
 
     @model_validator(mode="after")
     def _complete(self) -> ActionEntry:
@@ -48,6 +54,10 @@ class ActionEntry(_Entry):
             raise ValueError("a create action needs a resource")
         if self.type in ("delete", "update") and self.target is None:
             raise ValueError(f"a {self.type} action needs a target")
+        if self.type == "update" and (
+            self.target != "draft-order" or (self.dose_mg is None and not self.labelled_schedule)
+        ):
+            raise ValueError("an update changes the draft order's dose_mg or sets its labelled_schedule")
         return self
 
 
@@ -119,13 +129,28 @@ def _read(path: Path) -> Any:
         raise CatalogueError(f"{path.name}: not valid YAML: {exc}") from exc
 
 
+def _templates(entry: CardEntry) -> list[str]:
+    """Every text of an entry that may hold ``{params}``."""
+    texts = [entry.summary, entry.detail]
+    for suggestion in entry.suggestions:
+        texts.append(suggestion.label)
+        for action in suggestion.actions:
+            texts.append(action.description)
+            if isinstance(action.dose_mg, str):
+                texts.append(action.dose_mg)
+    return texts
+
+
 def _check_entry(path: Path, entry: CardEntry, common: CommonEntry) -> None:
     if entry.rule_id != path.stem:
         raise CatalogueError(f"{path.name}: rule_id {entry.rule_id!r} must match the file name")
+    texts = _templates(entry)
     try:
-        used = placeholders(entry.summary) | placeholders(entry.detail)
+        used: set[str] = set().union(*(placeholders(text) for text in texts))
     except CatalogueError as exc:
         raise CatalogueError(f"{path.name}: {exc}") from exc
+    if any(a.target == "finding" for sg in entry.suggestions for a in sg.actions):
+        used.add("target_reference")
     undeclared = used - set(entry.params)
     if undeclared:
         raise CatalogueError(f"{path.name}: placeholders not in params: {sorted(undeclared)}")

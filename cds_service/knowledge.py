@@ -21,6 +21,7 @@ from cds_service.render import CallContext, fill_resource
 from cds_service.rules import RULES, Rule
 from cds_service.services import ServiceDefinition, build_registry
 from cds_service.site import SiteConfig, load_site_config
+from cds_service.suggestions import EXAMPLE_DRAFT, order_with_dose
 from cds_service.terminology import VALUESETS_DIR, ValueSets, load_valuesets
 
 PIPELINE_CARDS = ("data-unavailable",)
@@ -56,17 +57,25 @@ class Knowledge:
         }
 
 
-def _check_suggested_resources(catalogue: Catalogue) -> None:
+def _check_suggested_resources(catalogue: Catalogue, valuesets: ValueSets) -> None:
+    """Every resource a suggestion can carry is valid FHIR R4: created ones as filled in for a call,
+    updated draft orders as applied to an example draft."""
     call = CallContext(
         patient_id="example", user_id="Practitioner/example", encounter_id="example", today=date(2026, 1, 1)
     )
     for entry in catalogue.entries.values():
         for suggestion in entry.suggestions:
             for action in suggestion.actions:
-                if action.resource is None:
+                if action.resource is not None:
+                    resource = fill_resource(action.resource, call)
+                elif action.type == "update":
+                    dose = action.dose_mg
+                    example = float(entry.example_params.get(dose[1:-1], "0")) if isinstance(dose, str) else dose
+                    resource = order_with_dose(EXAMPLE_DRAFT, example, action.labelled_schedule, None, 250.0, valuesets)
+                else:
                     continue
                 try:
-                    validate_resource(fill_resource(action.resource, call))
+                    validate_resource(resource)
                 except InvalidResource as exc:
                     raise CatalogueError(f"{entry.rule_id}.yaml: suggestion {suggestion.label!r}: {exc}") from exc
 
@@ -75,7 +84,7 @@ def load_knowledge(cards_dir: Path, site_config: Path | None = None, valuesets_d
     valuesets = load_valuesets(valuesets_dir)
     required = {card for rule in RULES for card in rule.fires} | set(PIPELINE_CARDS)
     catalogue = load_catalogue(cards_dir, required)
-    _check_suggested_resources(catalogue)
+    _check_suggested_resources(catalogue, valuesets)
     site = load_site_config(site_config, RULES, catalogue.entries)
     digest = hashlib.sha256(
         f"{__version__}\0{catalogue.digest}\0{valuesets.digest}\0{site.digest}".encode()

@@ -138,7 +138,11 @@ async def evaluate(
         extra_medications=index,
     )
     call = CallContext(
-        patient_id=context.patientId, user_id=context.userId, encounter_id=context.encounterId, today=now.date()
+        patient_id=context.patientId,
+        user_id=context.userId,
+        encounter_id=context.encounterId,
+        today=now.date(),
+        drafts={f"MedicationRequest/{r['id']}": r for r, _ in found if isinstance(r.get("id"), str)},
     )
     cards: list[Card] = []
     skipped: dict[str, str] = {}

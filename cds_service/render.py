@@ -8,8 +8,8 @@ suggestion a uuid (from an injected factory, so tests can fix them).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 from uuid import uuid4
@@ -28,6 +28,8 @@ from cds_service.schemas.cards import (
 )
 from cds_service.site import SiteConfig
 from cds_service.snapshot.model import Evidence, PalbociclibOrder
+from cds_service.suggestions import order_with_dose
+from cds_service.terminology import ValueSets, load_valuesets
 
 _REQUESTS = frozenset({"MedicationRequest", "ServiceRequest"})
 _REQUESTERS = ("Practitioner/", "PractitionerRole/")
@@ -39,6 +41,8 @@ class CallContext:
     user_id: str | None
     encounter_id: str | None
     today: date
+    drafts: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    """Draft orders by ``MedicationRequest/<id>``, for suggestions that change them."""
 
 
 def fill_resource(template: dict[str, Any], call: CallContext) -> dict[str, Any]:
@@ -68,7 +72,9 @@ class Renderer:
         site: SiteConfig,
         knowledge_version: str,
         new_uuid: Callable[[], str] = lambda: str(uuid4()),
+        valuesets: ValueSets | None = None,
     ) -> None:
+        self._valuesets = valuesets or load_valuesets()
         self._catalogue = catalogue
         self._site = site
         self._version = knowledge_version
@@ -89,22 +95,53 @@ class Renderer:
             lines.append(f"| {_cell(item.description)} | {when} | `{_cell(item.reference)}` |")
         return "\n".join(lines)
 
-    def _action(self, entry: ActionEntry, order: PalbociclibOrder | None, call: CallContext) -> Action | None:
+    def _updated_draft(
+        self, entry: ActionEntry, order: PalbociclibOrder, call: CallContext, params: Mapping[str, str]
+    ) -> dict[str, Any] | None:
+        draft = call.drafts.get(order.reference or "")
+        if draft is None:
+            return None
+        dose: float | None = None
+        if entry.dose_mg is not None:
+            try:
+                dose = float(entry.dose_mg.format(**params) if isinstance(entry.dose_mg, str) else entry.dose_mg)
+            except ValueError:
+                return None
+        schedule = order.details.schedule
+        return order_with_dose(
+            draft,
+            dose,
+            entry.labelled_schedule,
+            order.product,
+            schedule.daily_dose_mg if schedule else None,
+            self._valuesets,
+        )
+
+    def _action(
+        self, entry: ActionEntry, order: PalbociclibOrder | None, call: CallContext, params: Mapping[str, str]
+    ) -> Action | None:
+        description = entry.description.format(**params)
+        if entry.target == "finding":
+            target = params.get("target_reference")
+            return Action(type=entry.type, description=description, resourceId=target) if target else None
         if entry.target == "draft-order":
             if order is None or order.reference is None:
                 return None
-            return Action(type=entry.type, description=entry.description, resourceId=order.reference)
+            if entry.type == "update":
+                resource = self._updated_draft(entry, order, call, params)
+                return Action(type="update", description=description, resource=resource) if resource else None
+            return Action(type=entry.type, description=description, resourceId=order.reference)
         assert entry.resource is not None  # checked when the catalogue loads
-        return Action(type=entry.type, description=entry.description, resource=fill_resource(entry.resource, call))
+        return Action(type=entry.type, description=description, resource=fill_resource(entry.resource, call))
 
     def _suggestion(
-        self, entry: SuggestionEntry, order: PalbociclibOrder | None, call: CallContext
+        self, entry: SuggestionEntry, order: PalbociclibOrder | None, call: CallContext, params: Mapping[str, str]
     ) -> Suggestion | None:
-        actions = [self._action(a, order, call) for a in entry.actions]
+        actions = [self._action(a, order, call, params) for a in entry.actions]
         if any(a is None for a in actions):
             return None
         return Suggestion(
-            label=entry.label,
+            label=entry.label.format(**params),
             uuid=self._uuid(),
             isRecommended=entry.recommended or None,
             actions=[a for a in actions if a is not None],
@@ -117,7 +154,7 @@ class Renderer:
         evidence = self._evidence(finding.evidence)
         if evidence:
             detail = f"{detail}\n\n{evidence}"
-        suggestions = [s for s in (self._suggestion(e, order, call) for e in entry.suggestions) if s]
+        suggestions = [s for s in (self._suggestion(e, order, call, params) for e in entry.suggestions) if s]
         common = self._catalogue.common
         return Card(
             uuid=self._uuid(),

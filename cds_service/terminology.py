@@ -199,6 +199,7 @@ class ValueSets:
                 ingredients=ingredients,
                 form=entry.get("form"),
                 strength_mg=float(strength) if strength is not None else None,
+                tty=entry.get("tty"),
             )
 
     # -- lookups -------------------------------------------------------------------------------
@@ -263,6 +264,18 @@ class ValueSets:
             if concept is not None:
                 groups |= concept.groups
         return frozenset(groups)
+
+    def product_with_strength(self, ingredient: str, strength_mg: float, form: str | None) -> Product | None:
+        """The generic (SCD) product of one ingredient at a strength and form, e.g. palbociclib 75 mg tablet."""
+        for product in self.products.values():
+            if (
+                product.ingredients == {ingredient}
+                and product.strength_mg == strength_mg
+                and product.form == form
+                and product.tty == "SCD"
+            ):
+                return product
+        return None
 
     def codes_of(self, concept_ids: Iterable[str], domain: str) -> list[tuple[str, str]]:
         codes: list[tuple[str, str]] = []

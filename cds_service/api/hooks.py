@@ -63,7 +63,9 @@ async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -
         prefetch=hook_request.prefetch,
         gateway=gateway,
         no_server_reason=no_server_reason,
-        renderer=Renderer(knowledge.catalogue, knowledge.site, knowledge.version, runtime.new_uuid),
+        renderer=Renderer(
+            knowledge.catalogue, knowledge.site, knowledge.version, runtime.new_uuid, knowledge.valuesets
+        ),
         now=runtime.clock(),
         budget_seconds=runtime.settings.deadline_seconds * 0.85,
     )

@@ -43,7 +43,7 @@ async def run(knowledge: Knowledge, body: dict[str, Any], service_id: str, now: 
         prefetch=request.prefetch,
         gateway=None,
         no_server_reason="offline evaluation reads only the file",
-        renderer=Renderer(knowledge.catalogue, knowledge.site, knowledge.version),
+        renderer=Renderer(knowledge.catalogue, knowledge.site, knowledge.version, valuesets=knowledge.valuesets),
         now=now,
         budget_seconds=5.0,
     )

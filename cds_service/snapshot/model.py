@@ -76,6 +76,8 @@ class Product:
     ingredients: frozenset[str]
     form: str | None
     strength_mg: float | None
+    tty: str | None = None
+    """RxNorm term type (SCD, SBD, ...) when known."""
 
 
 @dataclass(frozen=True, slots=True)
