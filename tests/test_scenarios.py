@@ -21,6 +21,11 @@ def _expected(entry: dict[str, Any]) -> set[tuple[str, str]]:
     return {(card["rule_id"], card["indicator"]) for card in entry["expected_cards"] or []}
 
 
+def _expected_info(entry: dict[str, Any]) -> set[tuple[str, str]]:
+    """Info cards the scenario must show (other info cards may appear too)."""
+    return {(card["rule_id"], "info") for card in entry.get("expected_info") or []}
+
+
 @pytest.mark.parametrize("entry", SCENARIOS, ids=[s["name"] for s in SCENARIOS])
 def test_scenario_order_sign(client: TestClient, knowledge: Knowledge, entry: dict[str, Any]) -> None:
     response = client.post(f"/cds-services/{SIGN}", json=hook_request(knowledge, entry["name"]))
@@ -28,6 +33,7 @@ def test_scenario_order_sign(client: TestClient, knowledge: Knowledge, entry: di
     body = response.json()
     assert_valid(body, "ServiceResponse")
     assert rule_ids(body, at_least="warning") == _expected(entry)
+    assert _expected_info(entry) <= rule_ids(body)
     if entry["name"] == "no-palbociclib-order":
         assert body["cards"] == []
 
@@ -43,7 +49,8 @@ def test_scenario_order_select(client: TestClient, knowledge: Knowledge, entry: 
 
 def test_manifest_names_every_rule_firing_and_a_near_miss(knowledge: Knowledge) -> None:
     """Each card a rule can raise has a scenario that fires it; a clean order exists."""
-    fired = {card["rule_id"] for entry in SCENARIOS for card in entry["expected_cards"] or []}
+    fired = {card["rule_id"] for entry in SCENARIOS for card in (entry["expected_cards"] or [])
+             + (entry.get("expected_info") or [])}
     rule_cards = {card for rule in knowledge.rules for card in rule.fires}
     assert rule_cards <= fired
     assert any(not entry["expected_cards"] for entry in SCENARIOS)
