@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from cds_service.snapshot.fhirjson import as_str, evidence, first_datetime
+from cds_service.snapshot.fhirjson import as_str, evidence, first_datetime, reference_id
 from cds_service.snapshot.medications import MedicationIndex, resolve
 from cds_service.snapshot.model import PalbociclibOrder
 from cds_service.snapshot.order_details import describe_order
@@ -17,6 +17,11 @@ PALBOCICLIB = "palbociclib"
 def _selected(resource: dict[str, Any], selections: set[str]) -> bool:
     rid = as_str(resource.get("id"))
     return rid is not None and (f"{resource.get('resourceType')}/{rid}" in selections or rid in selections)
+
+
+def _prior_prescriptions(resource: dict[str, Any]) -> tuple[str, ...]:
+    kind, rid = reference_id(resource.get("priorPrescription"))
+    return (f"{kind or 'MedicationRequest'}/{rid}",) if rid and not rid.startswith("#") else ()
 
 
 def palbociclib_orders(
@@ -45,6 +50,7 @@ def palbociclib_orders(
             text=resolved.text,
             evidence=evidence(resource, when, f"{resolved.text or 'palbociclib'} (draft order)"),
             details=describe_order(resource, resolved.product),
+            replaces=_prior_prescriptions(resource),
         )
         found.append((resource, order))
     return found

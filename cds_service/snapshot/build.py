@@ -59,13 +59,17 @@ def coded_fact(resource: dict[str, Any], domain: str, vs: ValueSets, date_fields
     when = first_datetime(resource, *date_fields)
     text = concept_text(resource.get("code")) or None
     shown = ", ".join(f"{c.code}" for c in codes) or "uncoded"
+    verification = codings(resource.get("verificationStatus"))
     return CodedFact(
         concepts=concepts,
         codes=codes,
         text=text,
         status=status,
         date=when,
-        evidence=evidence(resource, when, f"{text or 'Condition'} ({shown})"),
+        evidence=evidence(resource, when, f"{text or str(resource.get('resourceType'))} ({shown})"),
+        verification=verification[0].code if verification else None,
+        severity=tuple(codings(resource.get("severity"))),
+        severity_text=concept_text(resource.get("severity")) or None,
     )
 
 

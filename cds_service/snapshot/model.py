@@ -46,6 +46,11 @@ class CodedFact:
     status: str | None
     date: datetime | None
     evidence: Evidence
+    verification: str | None = None
+    """Condition.verificationStatus code (confirmed, provisional, differential, unconfirmed ...)."""
+    severity: tuple[Code, ...] = ()
+    """Condition.severity codings (e.g. SNOMED 24484000 severe)."""
+    severity_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +157,8 @@ class PalbociclibOrder:
     text: str
     evidence: Evidence
     details: OrderDetails = field(default_factory=OrderDetails)
+    replaces: tuple[str, ...] = ()
+    """Orders this one replaces (``priorPrescription``), as ``MedicationRequest/<id>``."""
 
     @property
     def reference(self) -> str | None:
