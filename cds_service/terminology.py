@@ -117,9 +117,12 @@ class ValueSets:
         self._exact: dict[tuple[str, str, str], set[str]] = {}
         self._prefixes: dict[str, list[_Prefix]] = {}
         self.texts: dict[str, dict[str, str]] = {}
-        self._name_patterns: list[tuple[re.Pattern[str], str]] = []
+        self._names: dict[str, str] = {}
         for domain in DOMAINS:
             self._load_domain(domain, documents.get(domain, {}))
+        # One alternation, longer names first, so "ethinyl estradiol" claims its words before "estradiol".
+        alternatives = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
+        self._names_pattern = re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])") if self._names else None
         self.products: dict[tuple[str, str], Product] = {}
         self._load_products(documents.get("medication_products", {}))
 
@@ -147,11 +150,7 @@ class ValueSets:
             for text in _string_list(body, "texts", domain, concept_id):
                 self.texts[domain][str(text).casefold().strip()] = concept_id
             if domain == "medications":
-                for name in names:
-                    pattern = re.compile(rf"(?<![a-z0-9]){re.escape(name)}(?![a-z0-9])")
-                    self._name_patterns.append((pattern, concept_id))
-                # Longer names first, so "ethinyl estradiol" claims its words before "estradiol" does.
-                self._name_patterns.sort(key=lambda item: -len(item[0].pattern))
+                self._names.update(dict.fromkeys(names, str(concept_id)))
             key = concept_id
             if key in self.concepts and self.concepts[key].domain != domain:
                 key = f"{domain}:{concept_id}"
@@ -242,17 +241,9 @@ class ValueSets:
     def medication_names_in(self, text: str) -> frozenset[str]:
         """Ingredients named in free text (generic or brand names, whole words; a longer name claims its
         words, so "ethinyl estradiol" is not also "estradiol")."""
-        folded = text.casefold()
-        found: set[str] = set()
-        claimed: list[tuple[int, int]] = []
-        for pattern, concept in self._name_patterns:
-            for match in pattern.finditer(folded):
-                start, end = match.span()
-                if any(start < c_end and c_start < end for c_start, c_end in claimed):
-                    continue
-                claimed.append((start, end))
-                found.add(concept)
-        return frozenset(found)
+        if self._names_pattern is None:
+            return frozenset()
+        return frozenset(self._names[m.group(0)] for m in self._names_pattern.finditer(text.casefold()))
 
     def text_concept(self, domain: str, text: str) -> str | None:
         return self.texts.get(domain, {}).get(text.casefold().strip())
