@@ -93,6 +93,11 @@ def prefetch_keys(vs: ValueSets) -> tuple[PrefetchKey, ...]:
             200,
         ),
         PrefetchKey("conditions", "Condition", f"Condition?patient={PATIENT}&_count=200", 400),
+        # Foods and substances to avoid (grapefruit) where the record codes them.
+        PrefetchKey("allergies", "AllergyIntolerance", f"AllergyIntolerance?patient={PATIENT}&_count=100", 200),
+        PrefetchKey(
+            "nutritionOrders", "NutritionOrder", f"NutritionOrder?patient={PATIENT}&status=active&_count=20", 20
+        ),
     ]
     by_key: dict[str, list[tuple[str, str]]] = {}
     for concept in vs.concepts.values():

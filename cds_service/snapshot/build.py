@@ -73,6 +73,43 @@ def coded_fact(resource: dict[str, Any], domain: str, vs: ValueSets, date_fields
     )
 
 
+_NUTRITION_CONCEPTS = ("excludeFoodModifier", "foodPreferenceModifier")
+
+
+def substance_fact(resource: dict[str, Any], vs: ValueSets) -> CodedFact | None:
+    """The foods or substances an AllergyIntolerance or a NutritionOrder names, as medication concepts."""
+    concepts_in: list[Any] = [resource.get("code")]
+    concepts_in += [as_dict(r).get("substance") for r in as_list(resource.get("reaction"))]
+    for name in _NUTRITION_CONCEPTS:
+        concepts_in += as_list(resource.get(name))
+    oral_diet = as_dict(resource.get("oralDiet"))
+    concepts_in += as_list(oral_diet.get("type"))
+    texts = [as_str(oral_diet.get("instruction")) or ""]
+    for supplement in as_list(resource.get("supplement")):
+        supplement = as_dict(supplement)
+        concepts_in.append(supplement.get("type"))
+        texts += [as_str(supplement.get("productName")) or "", as_str(supplement.get("instruction")) or ""]
+    codes = tuple(code for concept in concepts_in for code in codings(concept))
+    texts += [concept_text(concept) for concept in concepts_in]
+    text = "; ".join(t for t in texts if t)
+    found = vs.lookup_codings("medications", ((c.system, c.code) for c in codes)) | vs.medication_names_in(text)
+    if not found:
+        return None
+    clinical = codings(resource.get("clinicalStatus"))
+    status = clinical[0].code if clinical else as_str(resource.get("status"))
+    if status in ("inactive", "resolved", "completed", "revoked"):
+        return None
+    when = first_datetime(resource, "recordedDate", "onsetDateTime", "dateTime")
+    return CodedFact(
+        concepts=found,
+        codes=codes,
+        text=text or None,
+        status=status,
+        date=when,
+        evidence=evidence(resource, when, f"{text or ', '.join(sorted(found))} ({resource.get('resourceType')})"),
+    )
+
+
 def medication_period(resource: dict[str, Any]) -> tuple[datetime | None, datetime | None]:
     """Start and end of a request's or statement's period: effectivePeriod (statements), else the first
     dosage's boundsPeriod, else dispenseRequest.validityPeriod."""
@@ -151,7 +188,7 @@ def build_snapshot(
     patient = next((r for r in everything if r.get("resourceType") == "Patient" and r.get("id") == patient_id), {})
     birth = parse_date(patient.get("birthDate"))
 
-    conditions, procedures, medications, observations = [], [], [], []
+    conditions, procedures, medications, observations, substances = [], [], [], [], []
     under_review = list(evaluated_orders)
     evaluated_keys = {(r.get("resourceType"), r.get("id")) for r in under_review if as_str(r.get("id"))}
     evaluated_objects = {id(r) for r in under_review}
@@ -164,6 +201,10 @@ def build_snapshot(
             conditions.append(coded_fact(resource, "conditions", vs, ("onsetDateTime", "onsetPeriod", "recordedDate")))
         elif kind == "Procedure":
             procedures.append(coded_fact(resource, "procedures", vs, ("performedDateTime", "performedPeriod")))
+        elif kind in ("AllergyIntolerance", "NutritionOrder"):
+            fact = substance_fact(resource, vs)
+            if fact is not None:
+                substances.append(fact)
         elif kind == "Observation":
             observations.extend(labs.lab_results(resource, vs))
         elif kind in _MEDICATION_TYPES:
@@ -184,6 +225,7 @@ def build_snapshot(
         age_years=age_at(birth, as_of),
         conditions=tuple(conditions),
         procedures=tuple(procedures),
+        substances=tuple(substances),
         medications=tuple(medications),
         labs=tuple(observations),
         available=data.available,

@@ -175,6 +175,9 @@ class PatientSnapshot:
     conditions: tuple[CodedFact, ...] = ()
     procedures: tuple[CodedFact, ...] = ()
     medications: tuple[MedicationUse, ...] = ()
+    substances: tuple[CodedFact, ...] = ()
+    """Foods and substances named by AllergyIntolerance entries and NutritionOrders (current or in this
+    order set), mapped through the medication value sets (e.g. grapefruit)."""
     labs: tuple[LabResult, ...] = ()
     """Newest first."""
     available: frozenset[str] = frozenset()
