@@ -26,7 +26,7 @@ ENV CDS_HOST=0.0.0.0 \
     CDS_PORT=8080 \
     CDS_WORKERS=2 \
     CDS_CARDS_DIR=/app/cards \
-    CDS_AUDIT_DB_URL=sqlite:////data/cds-audit.sqlite3
+    CDS_DATA_DIR=/data
 VOLUME ["/data"]
 EXPOSE 8080
 

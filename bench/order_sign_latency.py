@@ -77,7 +77,7 @@ def in_process(body: dict[str, Any], calls: int) -> list[float]:
 def over_http(payload: bytes, calls: int, warmup: int) -> list[float]:
     port = free_port()
     with tempfile.TemporaryDirectory() as data:
-        env = {**os.environ, "CDS_AUDIT_DB_URL": f"sqlite:///{data}/audit.sqlite3", "CDS_LOG_LEVEL": "warning"}
+        env = {**os.environ, "CDS_DATA_DIR": data, "CDS_LOG_LEVEL": "warning"}
         server = subprocess.Popen(
             [sys.executable, "-m", "cds_service", "serve", "--port", str(port)],
             cwd=REPO,

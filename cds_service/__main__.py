@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cds_service.cli import evaluate
+from cds_service.cli import audit, evaluate
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     evaluation = commands.add_parser("evaluate", help="run a request or a patient's record offline")
     evaluate.add_arguments(evaluation)
     evaluation.set_defaults(run=evaluate.main)
+    auditing = commands.add_parser("audit", help="check or prune the audit log")
+    audit.add_arguments(auditing)
+    auditing.set_defaults(run=audit.main)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

@@ -40,7 +40,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = audit or SqlAuditStore(settings.audit_db_url)
+        store = audit or SqlAuditStore(settings.audit_url, settings.audit_spool)
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         async with httpx.AsyncClient(limits=limits, trust_env=False) as http:
             app.state.runtime = Runtime(settings, knowledge, http, store, clock, new_uuid)

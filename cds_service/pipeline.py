@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -105,7 +105,9 @@ async def evaluate(
     renderer: Renderer,
     now: datetime,
     budget_seconds: float,
+    on_data: Callable[[PatientData], None] | None = None,
 ) -> Evaluation:
+    """``on_data`` sees what was obtained of the record (also when the call then ends in a 412)."""
     started = time.monotonic()
     selections = context.selections if isinstance(context, OrderSelectContext) else None
     drafts = context.draftOrders.resources()
@@ -122,6 +124,8 @@ async def evaluate(
         timeout=budget_seconds - (time.monotonic() - started),
         no_server_reason=no_server_reason,
     )
+    if on_data is not None:
+        on_data(data)
     if not data.available:
         details = [f"{k}: {o.reason or o.state}" for k, o in data.outcomes.items()]
         raise PrefetchUnavailable(

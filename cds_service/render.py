@@ -75,6 +75,8 @@ class Renderer:
         valuesets: ValueSets | None = None,
     ) -> None:
         self._valuesets = valuesets or load_valuesets()
+        self.evidence: dict[str, tuple[Evidence, ...]] = {}
+        """Evidence of every card rendered, by card uuid, for the audit log."""
         self._catalogue = catalogue
         self._site = site
         self._version = knowledge_version
@@ -156,8 +158,10 @@ class Renderer:
             detail = f"{detail}\n\n{evidence}"
         suggestions = [s for s in (self._suggestion(e, order, call, params) for e in entry.suggestions) if s]
         common = self._catalogue.common
+        card_uuid = self._uuid()
+        self.evidence[card_uuid] = finding.evidence
         return Card(
-            uuid=self._uuid(),
+            uuid=card_uuid,
             summary=entry.summary.format(**params)[:139],
             detail=detail,
             indicator=self._site.indicators.get(finding.rule_id, finding.indicator or entry.indicator),

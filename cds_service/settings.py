@@ -34,7 +34,18 @@ class Settings(BaseSettings):
     site_config: Path | None = None
     """YAML file with site tuning (rules switched off, indicators, thresholds)."""
 
-    audit_db_url: str = "sqlite:///./cds-audit.sqlite3"
+    data_dir: Path = Path("data")
+    """Where the service keeps its files: the SQLite audit database (by default) and the audit spool."""
+    audit_db_url: str | None = None
+    """SQLAlchemy URL of the audit store; default: SQLite in ``data_dir``. PostgreSQL for several replicas."""
+
+    @property
+    def audit_url(self) -> str:
+        return self.audit_db_url or f"sqlite:///{self.data_dir / 'cds-audit.sqlite3'}"
+
+    @property
+    def audit_spool(self) -> Path:
+        return self.data_dir / "audit-spool.jsonl"
 
     deadline_seconds: float = Field(default=2.0, gt=0, le=30)
     """Bound on a whole hook call, FHIR fallback included."""

@@ -27,7 +27,7 @@ def knowledge() -> Knowledge:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(
-        audit_db_url=f"sqlite:///{tmp_path / 'audit.sqlite3'}",
+        data_dir=tmp_path / "data",
         cards_dir=REPO / "cards",
         fixtures_dir=REPO / "fhir_fixtures",
     )
@@ -51,7 +51,7 @@ def make_client(tmp_path: Path) -> Iterator[Any]:
 
     def build(**overrides: Any) -> TestClient:
         values: dict[str, Any] = {
-            "audit_db_url": f"sqlite:///{tmp_path / 'audit-custom.sqlite3'}",
+            "data_dir": tmp_path / "data-custom",
             "cards_dir": REPO / "cards",
             **overrides,
         }

@@ -130,3 +130,23 @@ def fallback_request(
             "subject": "cds-service",
         }
     return request
+
+
+def reset_postgres(url: str) -> None:
+    """Drop the audit tables so a PostgreSQL test starts from an empty, freshly migrated store."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        for table in (
+            "feedback_index",
+            "card_index",
+            "chain_anchor",
+            "chain_head",
+            "audit_record",
+            "alembic_version",
+            "feedback",
+            "card",
+        ):
+            connection.execute(text(f"DROP TABLE IF EXISTS {table} CASCADE"))
+    engine.dispose()

@@ -100,7 +100,7 @@ def test_broken_yaml_is_refused(cards_copy: Path) -> None:
 def test_the_service_does_not_start_on_a_bad_catalogue(cards_copy: Path, tmp_path: Path) -> None:
     _edit(cards_copy / "partner-missing.yaml", summary="{nope}")
     with pytest.raises(CatalogueError, match=r"partner-missing\.yaml"):
-        create_app(Settings(cards_dir=cards_copy, audit_db_url=f"sqlite:///{tmp_path}/a.db"))
+        create_app(Settings(cards_dir=cards_copy, data_dir=tmp_path))
 
 
 def test_placeholders_are_found() -> None:

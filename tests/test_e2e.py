@@ -42,7 +42,7 @@ class _Server(uvicorn.Server):
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     settings = Settings(
-        audit_db_url=f"sqlite:///{tmp_path_factory.mktemp('e2e') / 'audit.sqlite3'}",
+        data_dir=tmp_path_factory.mktemp("e2e"),
         cards_dir=REPO / "cards",
         cors_origins=[SANDBOX],
     )
@@ -172,7 +172,7 @@ def test_serve_command_starts_the_service(tmp_path_factory: pytest.TempPathFacto
 
     port = _free_port()
     data = tmp_path_factory.mktemp("serve")
-    env = {**os.environ, "CDS_AUDIT_DB_URL": f"sqlite:///{data / 'audit.sqlite3'}"}
+    env = {**os.environ, "CDS_DATA_DIR": str(data)}
     process = subprocess.Popen(
         [sys.executable, "-m", "cds_service", "serve", "--port", str(port)],
         cwd=data,
@@ -192,7 +192,7 @@ def test_serve_command_starts_the_service(tmp_path_factory: pytest.TempPathFacto
                 time.sleep(0.1)
         assert response.status_code == 200
         assert {s["id"] for s in response.json()["services"]} == {SIGN, "palbociclib-order-select"}
-        assert (data / "audit.sqlite3").exists()
+        assert (data / "cds-audit.sqlite3").exists()
     finally:
         process.terminate()
         process.wait(timeout=10)

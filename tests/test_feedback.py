@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from fastapi.testclient import TestClient
 from cds_service.audit.store import SqlAuditStore
 from cds_service.knowledge import Knowledge
 from cds_service.schemas.feedback import FeedbackItem
-from tests.support import SIGN, assert_valid, hook_request
+from tests.support import SIGN, assert_valid, hook_request, reset_postgres
 
 
 def _card(client: TestClient, knowledge: Knowledge) -> dict[str, Any]:
@@ -55,8 +56,9 @@ def test_feedback_is_stored_and_joined_to_its_card(client: TestClient, knowledge
     assert response.json() == {"stored": 1, "duplicates": 0, "unknownCards": []}
     store = client.app.state.runtime.audit  # type: ignore[attr-defined]
     rows = store.feedback_for(card["uuid"])
-    assert [r["outcome"] for r in rows] == ["accepted"]
-    assert rows[0]["accepted_suggestions"] == [card["suggestions"][0]["uuid"]]
+    assert [r["feedback"]["outcome"] for r in rows] == ["accepted"]
+    assert rows[0]["feedback"]["acceptedSuggestions"] == [{"id": card["suggestions"][0]["uuid"]}]
+    assert rows[0]["serviceId"] == SIGN
 
 
 def test_feedback_is_idempotent_and_keeps_history(client: TestClient, knowledge: Knowledge) -> None:
@@ -67,9 +69,10 @@ def test_feedback_is_idempotent_and_keeps_history(client: TestClient, knowledge:
     assert again == {"stored": 0, "duplicates": 1, "unknownCards": []}
     assert client.post(url, json={"feedback": [_accepted(card)]}).json()["stored"] == 1
     rows = client.app.state.runtime.audit.feedback_for(card["uuid"])  # type: ignore[attr-defined]
-    assert [r["outcome"] for r in rows] == ["overridden", "accepted"]
-    assert rows[0]["override_comment"] == "Letrozole is given by the trial pharmacy."
-    assert rows[0]["override_reason_code"] == card["overrideReasons"][0]["code"]
+    assert [r["feedback"]["outcome"] for r in rows] == ["overridden", "accepted"]
+    reason = rows[0]["feedback"]["overrideReason"]
+    assert reason["userComment"] == "Letrozole is given by the trial pharmacy."
+    assert reason["reason"]["code"] == card["overrideReasons"][0]["code"]
 
 
 def test_bare_feedback_object_as_hapi_sends_it(client: TestClient, knowledge: Knowledge) -> None:
@@ -143,11 +146,12 @@ def test_invalid_feedback_is_400(client: TestClient, body: dict[str, Any], needl
 
 
 @pytest.fixture
-def postgres_store() -> Iterator[SqlAuditStore]:
+def postgres_store(tmp_path: Path) -> Iterator[SqlAuditStore]:
     url = os.environ.get("CDS_TEST_POSTGRES_URL")
     if not url:
         pytest.skip("CDS_TEST_POSTGRES_URL is not set")
-    store = SqlAuditStore(url)
+    reset_postgres(url)
+    store = SqlAuditStore(url, tmp_path / "spool.jsonl")
     yield store
     store.close()
 
@@ -167,5 +171,6 @@ def test_feedback_store_on_postgresql(postgres_store: SqlAuditStore) -> None:
     assert (first.stored, second.duplicates) == (1, 1)
     rows = postgres_store.feedback_for(card)
     assert len(rows) == 1
-    assert rows[0]["override_comment"] == "reviewed"
-    assert rows[0]["outcome_timestamp"] == datetime(2026, 11, 20, 15, tzinfo=UTC)
+    assert rows[0]["feedback"]["overrideReason"]["userComment"] == "reviewed"
+    assert rows[0]["feedback"]["outcomeTimestamp"] == "2026-11-20T15:00:00Z"
+    assert postgres_store.verify().ok

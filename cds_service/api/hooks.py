@@ -1,4 +1,7 @@
-"""``POST /cds-services/{id}`` (CDS Hooks 2.0 §Calling a CDS Service): parse, evaluate, record, answer."""
+"""``POST /cds-services/{id}`` (CDS Hooks 2.0 §Calling a CDS Service): parse, evaluate, record, answer.
+
+Every call is recorded in the audit log before its response is sent: the cards, and also 4xx answers.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from starlette.concurrency import run_in_threadpool
 
 from cds_service import pipeline
 from cds_service.api.deps import Runtime, RuntimeDep, json_body
-from cds_service.errors import UnknownService
+from cds_service.audit.records import InvocationRecord, card_summary, draft_order_summary, order_references
+from cds_service.errors import CdsError, UnknownService
 from cds_service.fhir.client import FhirGateway, refuse_base
 from cds_service.render import Renderer
 from cds_service.schemas.hooks import HookRequest
@@ -45,17 +49,36 @@ def gateway_for(runtime: Runtime, request: HookRequest) -> tuple[FhirGateway | N
     return gateway, ""
 
 
-def json_response(content: dict[str, Any], version: str) -> Response:
-    return Response(orjson.dumps(content), media_type="application/json", headers={"X-Knowledge-Version": version})
+def json_response(content: dict[str, Any], version: str, status_code: int = 200) -> Response:
+    return Response(
+        orjson.dumps(content),
+        status_code=status_code,
+        media_type="application/json",
+        headers={"X-Knowledge-Version": version},
+    )
 
 
-@router.post("/cds-services/{service_id}", summary="Call a CDS service (order-sign or order-select)")
-async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -> Response:
-    service = service_or_404(runtime, service_id)
-    body = await json_body(request)
-    hook_request, context = parse_hook_request(body, service.id, service.hook)
-    gateway, no_server_reason = gateway_for(runtime, hook_request)
+def _identify(record: InvocationRecord, body: Any) -> None:
+    """What can be read from a body that may not be valid, for the record of a refused call."""
+    if not isinstance(body, dict):
+        return
+    for field, attribute in (("hook", "hook"), ("hookInstance", "hook_instance")):
+        if isinstance(body.get(field), str):
+            setattr(record, attribute, body[field][:256])
+    context = body.get("context")
+    if isinstance(context, dict):
+        for field, attribute in (("userId", "user_id"), ("patientId", "patient_id"), ("encounterId", "encounter_id")):
+            if isinstance(context.get(field), str):
+                setattr(record, attribute, context[field][:256])
+
+
+async def _evaluate(runtime: Runtime, service: ServiceDefinition, body: Any, record: InvocationRecord) -> Response:
     knowledge = runtime.knowledge
+    _identify(record, body)
+    hook_request, context = parse_hook_request(body, service.id, service.hook)
+    record.draft_orders = draft_order_summary(context.draftOrders.resources())
+    gateway, no_server_reason = gateway_for(runtime, hook_request)
+    renderer = Renderer(knowledge.catalogue, knowledge.site, knowledge.version, runtime.new_uuid, knowledge.valuesets)
     evaluation = await pipeline.evaluate(
         knowledge=knowledge,
         service=service,
@@ -63,17 +86,34 @@ async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -
         prefetch=hook_request.prefetch,
         gateway=gateway,
         no_server_reason=no_server_reason,
-        renderer=Renderer(
-            knowledge.catalogue, knowledge.site, knowledge.version, runtime.new_uuid, knowledge.valuesets
-        ),
+        renderer=renderer,
         now=runtime.clock(),
         budget_seconds=runtime.settings.deadline_seconds * 0.85,
+        on_data=lambda data: setattr(record, "data", data),
     )
-    await run_in_threadpool(
-        runtime.audit.record_cards,
-        hook_instance=hook_request.hookInstance,
-        service_id=service.id,
-        cards=evaluation.response.cards,
-        knowledge_version=knowledge.version,
-    )
+    record.palbociclib_orders = order_references(evaluation.orders)
+    record.skipped_checks = evaluation.skipped
+    record.cards = [
+        card_summary(card, renderer.evidence.get(card.uuid or "", ())) for card in evaluation.response.cards
+    ]
     return json_response(evaluation.response.wire(), knowledge.version)
+
+
+@router.post("/cds-services/{service_id}", summary="Call a CDS service (order-sign or order-select)")
+async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -> Response:
+    record = InvocationRecord(
+        service_id=service_id, received_at=runtime.clock(), knowledge_version=runtime.knowledge.version
+    )
+    try:
+        service = service_or_404(runtime, service_id)
+        response = await _evaluate(runtime, service, await json_body(request), record)
+    except CdsError as exc:
+        record.http_status = exc.status_code
+        record.error = {"message": exc.message, "details": exc.details}
+        record.responded_at = runtime.clock()
+        await run_in_threadpool(runtime.audit.record_invocation, record)
+        raise
+    record.http_status = response.status_code
+    record.responded_at = runtime.clock()
+    await run_in_threadpool(runtime.audit.record_invocation, record)
+    return response

@@ -1,25 +1,35 @@
-"""Append-only audit store on SQLAlchemy Core.
+"""The audit store: an append-only, hash-chained log on SQLAlchemy Core, with a local spool.
 
-Records the cards each call returned (so feedback can be joined to its card) and the feedback itself.
-Writes are idempotent: a feedback item sent again with the same content is not stored twice, while a new
-outcome for a card is kept as history.
+Every write is one record: its canonical JSON content, that content's digest, and a link digest over the
+previous link, its position and its content, so an edited, removed or reordered record breaks the chain at
+that point (``verify``). Appends are serialised through the ``chain_head`` row (a write lock on SQLite and
+PostgreSQL alike), so several workers and replicas share one chain. A record is committed before the
+response that it describes is sent; when the database cannot take it, it goes to the fsynced spool and is
+replayed, in order, before the next write.
 """
 
 from __future__ import annotations
 
-import hashlib
+import logging
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Engine, create_engine, event, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from cds_service.audit import tables
-from cds_service.schemas.cards import Card
+from cds_service.audit import migrate, tables
+from cds_service.audit.canonical import GENESIS, canonical, chain_digest, digest
+from cds_service.audit.records import InvocationRecord
+from cds_service.audit.spool import Spool
 from cds_service.schemas.feedback import FeedbackItem
+
+log = logging.getLogger(__name__)
+_INDEXED = ("hook_instance", "service_id", "patient_id", "user_id", "http_status", "latency_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +39,16 @@ class FeedbackResult:
     unknown_cards: list[str]
 
 
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    records: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+
 class AuditStore(Protocol):
-    def record_cards(
-        self, *, hook_instance: str, service_id: str, cards: Sequence[Card], knowledge_version: str
-    ) -> None: ...
+    def record_invocation(self, record: InvocationRecord) -> None: ...
 
     def record_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> FeedbackResult: ...
 
@@ -41,83 +57,291 @@ class AuditStore(Protocol):
     def close(self) -> None: ...
 
 
-def _digest(item: FeedbackItem) -> str:
-    content = item.model_dump(mode="json", exclude_none=True)
-    return hashlib.sha256(orjson.dumps(content, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
+    def connect(dbapi_connection: Any, _: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")  # durable at commit, also across power loss
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return connect
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.close()
+def _sqlite_file(url: str) -> Path | None:
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and ":memory:" not in url:
+        return Path(url[len(prefix) :])
+    return None
+
+
+def feedback_digest(item: FeedbackItem) -> str:
+    return digest(canonical(item.model_dump(mode="json", exclude_none=True)))
 
 
 class SqlAuditStore:
-    def __init__(self, url: str) -> None:
-        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+    def __init__(self, url: str, spool_path: Path | None = None, *, busy_timeout_ms: int = 5000) -> None:
+        """``busy_timeout_ms``: how long a write waits for the database before the record is spooled."""
+        database = _sqlite_file(url)
+        if database is not None:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        connect_args = {"connect_timeout": max(1, busy_timeout_ms // 1000)} if url.startswith("postgresql") else {}
+        self.engine: Engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
-        tables.metadata.create_all(self.engine)
+            event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout_ms))
+        migrate.upgrade(self.engine)
+        self._ensure_head()
+        default_spool = (database.parent if database else Path(".")) / "audit-spool.jsonl"
+        self.spool = Spool(spool_path or default_spool)
 
-    def record_cards(
-        self, *, hook_instance: str, service_id: str, cards: Sequence[Card], knowledge_version: str
-    ) -> None:
-        if not cards:
-            return
+    def _ensure_head(self) -> None:
+        try:
+            with self.engine.begin() as connection:
+                if connection.execute(select(tables.chain_head.c.id)).first() is None:
+                    connection.execute(insert(tables.chain_head).values(id=1, seq=0, chain_digest=GENESIS))
+        except IntegrityError:
+            pass  # another worker created it first
+
+    # -- writing -------------------------------------------------------------------------------
+    def _append(self, connection: Connection, kind: str, content: dict[str, Any], columns: dict[str, Any]) -> int:
+        head_row = tables.chain_head.c
+        # Writing the head first takes the write lock before reading it, so appends never interleave.
+        connection.execute(update(tables.chain_head).where(head_row.id == 1).values(seq=head_row.seq))
+        head = connection.execute(select(head_row.seq, head_row.chain_digest).where(head_row.id == 1)).one()
+        seq = int(head.seq) + 1
+        body = canonical(content)
+        content_digest = digest(body)
+        link = chain_digest(head.chain_digest, seq, content_digest)
+        connection.execute(
+            insert(tables.audit_record).values(
+                seq=seq,
+                record_id=str(content["recordId"]),
+                kind=kind,
+                recorded_at=datetime.fromisoformat(content["recordedAt"].replace("Z", "+00:00")),
+                content=body.decode(),
+                content_digest=content_digest,
+                prev_digest=head.chain_digest,
+                chain_digest=link,
+                **{name: columns.get(name) for name in _INDEXED},
+            )
+        )
+        connection.execute(update(tables.chain_head).where(head_row.id == 1).values(seq=seq, chain_digest=link))
+        return seq
+
+    def _write(self, entry: dict[str, Any]) -> bool:
+        """One spool-shaped entry into the database; ``False`` when it is a duplicate feedback item."""
+        content = entry["content"]
+        try:
+            with self.engine.begin() as connection:
+                seq = self._append(connection, entry["kind"], content, entry.get("columns") or {})
+                if entry.get("cards"):
+                    connection.execute(
+                        insert(tables.card_index),
+                        [
+                            {
+                                **c,
+                                "record_seq": seq,
+                                "issued_at": datetime.fromisoformat(c["issued_at"].replace("Z", "+00:00")),
+                            }
+                            for c in entry["cards"]
+                        ],
+                    )
+                if entry.get("feedback"):
+                    connection.execute(insert(tables.feedback_index).values(**entry["feedback"], record_seq=seq))
+        except IntegrityError:
+            if entry.get("feedback"):
+                return False
+            raise
+        return True
+
+    def _durable(self, entry: dict[str, Any]) -> bool:
+        """Commit ``entry``, or spool it when the database is unreachable. Spooled entries go first."""
+        try:
+            if self.spool.depth():
+                self.spool.replay(self._write)
+            return self._write(entry)
+        except DBAPIError as exc:
+            if isinstance(exc, IntegrityError):
+                raise
+            log.error("audit database unavailable; record spooled: %s", type(exc).__name__)
+            self.spool.append(entry)
+            return True
+
+    @staticmethod
+    def _stamp(kind: str, content: dict[str, Any]) -> dict[str, Any]:
         now = datetime.now(UTC)
-        rows = [
+        return {
+            "recordId": str(uuid.uuid4()),
+            "recordedAt": now.isoformat().replace("+00:00", "Z"),
+            **content,
+            "kind": kind,
+        }
+
+    def record_invocation(self, record: InvocationRecord) -> None:
+        content = self._stamp("invocation", orjson.loads(canonical(record.content())))
+        columns = {
+            "hook_instance": record.hook_instance,
+            "service_id": record.service_id,
+            "patient_id": record.patient_id,
+            "user_id": record.user_id,
+            "http_status": record.http_status,
+            "latency_ms": record.latency_ms,
+        }
+        cards = [
             {
-                "uuid": card.uuid,
-                "hook_instance": hook_instance,
-                "service_id": service_id,
-                "rule_id": card.rule_id,
-                "indicator": card.indicator,
-                "suggestion_uuids": [s.uuid for s in card.suggestions or [] if s.uuid],
-                "knowledge_version": knowledge_version,
-                "issued_at": now,
+                "card_uuid": c["uuid"],
+                "hook_instance": record.hook_instance or "",
+                "service_id": record.service_id,
+                "rule_id": c["ruleId"],
+                "indicator": c["indicator"],
+                "issued_at": content["recordedAt"],
             }
-            for card in cards
+            for c in record.cards
+            if c.get("uuid")
         ]
-        with self.engine.begin() as connection:
-            connection.execute(insert(tables.card), rows)
+        self._durable({"kind": "invocation", "content": content, "columns": columns, "cards": cards})
 
     def record_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> FeedbackResult:
         stored = duplicates = 0
         unknown: list[str] = []
-        now = datetime.now(UTC)
         for item in items:
-            reason = item.overrideReason.reason if item.overrideReason else None
-            row = {
-                "service_id": service_id,
-                "card_uuid": item.card,
-                "outcome": item.outcome,
-                "accepted_suggestions": [s.id for s in item.acceptedSuggestions or []],
-                "override_reason_code": reason.code if reason else None,
-                "override_reason_system": reason.system if reason else None,
-                "override_comment": item.overrideReason.userComment if item.overrideReason else None,
-                "outcome_timestamp": item.outcomeTimestamp.astimezone(UTC),
-                "received_at": now,
-                "content_digest": _digest(item),
+            item_digest = feedback_digest(item)
+            content = self._stamp(
+                "feedback",
+                {
+                    "serviceId": service_id,
+                    "feedback": item.model_dump(mode="json", exclude_none=True),
+                    "feedbackDigest": item_digest,
+                },
+            )
+            entry = {
+                "kind": "feedback",
+                "content": content,
+                "columns": {"service_id": service_id},
+                "feedback": {
+                    "service_id": service_id,
+                    "card_uuid": item.card,
+                    "outcome": item.outcome,
+                    "content_digest": item_digest,
+                },
             }
-            try:
-                with self.engine.begin() as connection:
-                    known = connection.execute(
-                        select(tables.card.c.uuid).where(tables.card.c.uuid == item.card)
-                    ).first()
-                    connection.execute(insert(tables.feedback), [row])
-            except IntegrityError:
+            if not self._durable(entry):
                 duplicates += 1
                 continue
             stored += 1
-            if known is None:
+            if not self._card_known(item.card):
                 unknown.append(item.card)
         return FeedbackResult(stored, duplicates, unknown)
 
+    def record_access(self, auditor: str, action: str, parameters: dict[str, Any]) -> None:
+        """An auditor's read of the log is itself a record."""
+        content = self._stamp("auditor-access", {"auditor": auditor, "action": action, "parameters": parameters})
+        self._durable({"kind": "auditor-access", "content": content, "columns": {"user_id": auditor}})
+
+    def _card_known(self, card_uuid: str) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                return (
+                    connection.execute(
+                        select(tables.card_index.c.card_uuid).where(tables.card_index.c.card_uuid == card_uuid)
+                    ).first()
+                    is not None
+                )
+        except DBAPIError:
+            return True  # cannot tell while the database is away; the join happens when it is back
+
+    # -- reading -------------------------------------------------------------------------------
     def feedback_for(self, card_uuid: str) -> list[dict[str, Any]]:
-        query = select(tables.feedback).where(tables.feedback.c.card_uuid == card_uuid).order_by(tables.feedback.c.id)
+        query = (
+            select(tables.audit_record.c.content)
+            .join(tables.feedback_index, tables.feedback_index.c.record_seq == tables.audit_record.c.seq)
+            .where(tables.feedback_index.c.card_uuid == card_uuid)
+            .order_by(tables.audit_record.c.seq)
+        )
         with self.engine.connect() as connection:
-            return [dict(row._mapping) for row in connection.execute(query)]
+            return [orjson.loads(row.content) for row in connection.execute(query)]
+
+    def records(self, kind: str | None = None) -> list[dict[str, Any]]:
+        query = select(tables.audit_record.c.content).order_by(tables.audit_record.c.seq)
+        if kind:
+            query = query.where(tables.audit_record.c.kind == kind)
+        with self.engine.connect() as connection:
+            return [orjson.loads(row.content) for row in connection.execute(query)]
+
+    # -- integrity -------------------------------------------------------------------------------
+    def verify(self) -> VerifyResult:
+        """Walk the chain from its anchor; name the first record that was altered, removed or reordered."""
+        record = tables.audit_record.c
+        with self.engine.connect() as connection:
+            anchor = connection.execute(select(tables.chain_anchor).order_by(tables.chain_anchor.c.id.desc())).first()
+            head = connection.execute(select(tables.chain_head).where(tables.chain_head.c.id == 1)).first()
+            expected_seq = anchor.first_seq if anchor else 1
+            previous = anchor.prev_digest if anchor else GENESIS
+            count = 0
+            for row in connection.execute(select(tables.audit_record).order_by(record.seq)):
+                problem = self._check(row, expected_seq, previous)
+                if problem:
+                    return VerifyResult(
+                        False,
+                        count,
+                        row.seq if problem != "missing" else expected_seq,
+                        problem if problem != "missing" else f"record {expected_seq} is missing (removed)",
+                    )
+                previous, expected_seq, count = row.chain_digest, row.seq + 1, count + 1
+            if head is not None and (head.seq != expected_seq - 1 or head.chain_digest != previous):
+                return VerifyResult(False, count, expected_seq, f"records from {expected_seq} on were removed")
+        return VerifyResult(True, count)
+
+    @staticmethod
+    def _check(row: Any, expected_seq: int, previous: str) -> str | None:
+        if row.seq != expected_seq:
+            return "missing"
+        if digest(row.content.encode()) != row.content_digest:
+            return f"record {row.seq} was altered (content does not match its digest)"
+        if row.prev_digest != previous or chain_digest(previous, row.seq, row.content_digest) != row.chain_digest:
+            return f"record {row.seq} does not follow record {row.seq - 1} (altered, removed or reordered)"
+        content = orjson.loads(row.content)
+        for column, field in (
+            ("hook_instance", "hookInstance"),
+            ("patient_id", "patientId"),
+            ("user_id", "userId"),
+            ("service_id", "serviceId"),
+        ):
+            if content.get(field) is not None and getattr(row, column) != content.get(field):
+                return f"record {row.seq}: its {column} column was altered"
+        return None
+
+    def purge(self, before: datetime) -> int:
+        """Delete records older than ``before``; the anchor keeps the rest of the chain verifiable."""
+        record = tables.audit_record.c
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(tables.chain_head).where(tables.chain_head.c.id == 1).values(seq=tables.chain_head.c.seq)
+            )
+            first_kept = connection.execute(
+                select(record.seq, record.prev_digest).where(record.recorded_at >= before).order_by(record.seq)
+            ).first()
+            if first_kept is None:
+                return 0
+            doomed = [r.seq for r in connection.execute(select(record.seq).where(record.seq < first_kept.seq))]
+            if not doomed:
+                return 0
+            connection.execute(delete(tables.card_index).where(tables.card_index.c.record_seq < first_kept.seq))
+            connection.execute(delete(tables.feedback_index).where(tables.feedback_index.c.record_seq < first_kept.seq))
+            connection.execute(delete(tables.audit_record).where(record.seq < first_kept.seq))
+            connection.execute(delete(tables.chain_anchor))
+            connection.execute(
+                insert(tables.chain_anchor).values(id=1, first_seq=first_kept.seq, prev_digest=first_kept.prev_digest)
+            )
+        self._durable(
+            {
+                "kind": "purge",
+                "content": self._stamp("purge", {"before": before.astimezone(UTC).isoformat(), "removed": len(doomed)}),
+                "columns": {},
+            }
+        )
+        return len(doomed)
 
     def close(self) -> None:
         self.engine.dispose()
