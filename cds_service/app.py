@@ -14,10 +14,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from cds_service import __version__
+from cds_service.api import audit as audit_api
 from cds_service.api import discovery, feedback, hooks
 from cds_service.api.deps import Runtime
 from cds_service.api.errors import install_error_handlers
-from cds_service.audit.store import AuditStore, SqlAuditStore
+from cds_service.audit.auditors import Auditors
+from cds_service.audit.store import SqlAuditStore
 from cds_service.knowledge import load_knowledge
 from cds_service.settings import Settings
 
@@ -33,7 +35,7 @@ def create_app(
     *,
     clock: Callable[[], datetime] = _now,
     new_uuid: Callable[[], str] = lambda: str(uuid4()),
-    audit: AuditStore | None = None,
+    audit: SqlAuditStore | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
     knowledge = load_knowledge(settings.cards_dir, settings.site_config)
@@ -43,7 +45,7 @@ def create_app(
         store = audit or SqlAuditStore(settings.audit_url, settings.audit_spool)
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         async with httpx.AsyncClient(limits=limits, trust_env=False) as http:
-            app.state.runtime = Runtime(settings, knowledge, http, store, clock, new_uuid)
+            app.state.runtime = Runtime(settings, knowledge, http, store, clock, new_uuid, Auditors(settings.auditors))
             log.info("service ready", extra={"knowledge_version": knowledge.version})
             try:
                 yield
@@ -65,4 +67,5 @@ def create_app(
     app.include_router(discovery.router)
     app.include_router(hooks.router)
     app.include_router(feedback.router)
+    app.include_router(audit_api.router)
     return app

@@ -8,7 +8,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -54,10 +54,25 @@ class Settings(BaseSettings):
     fhir_allow_http: bool = False
     """Allow plain-http FHIR servers other than loopback ones (never for production data)."""
 
+    auditors: dict[str, str] = Field(default_factory=dict)
+    """Auditor user names and PBKDF2 password hashes (``python -m cds_service audit hash-password``)."""
+    audit_session_secret: SecretStr | None = None
+    """Signs auditor sign-in cookies; by default derived from the auditor hashes (same on every worker)."""
+    audit_cookie_secure: bool = True
+    """Send the auditor cookie over https only (switch off for a plain-http local sandbox)."""
+
     cors_origins: list[str] = Field(default_factory=list)
     """Browser origins (e.g. the CDS Hooks Sandbox) allowed to call the service."""
 
     log_level: str = "INFO"
+
+    @field_validator("auditors")
+    @classmethod
+    def _hashed_passwords_only(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, encoded in value.items():
+            if not encoded.startswith("pbkdf2_sha256$") or encoded.count("$") != 3:
+                raise ValueError(f"auditor {name!r}: give a pbkdf2_sha256 hash, never a plain password")
+        return value
 
     @field_validator("cors_origins")
     @classmethod

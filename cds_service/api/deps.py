@@ -11,7 +11,8 @@ import httpx
 import orjson
 from fastapi import Depends, Request
 
-from cds_service.audit.store import AuditStore
+from cds_service.audit.auditors import Auditors
+from cds_service.audit.store import SqlAuditStore
 from cds_service.errors import InvalidRequest
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
@@ -24,9 +25,10 @@ class Runtime:
     settings: Settings
     knowledge: Knowledge
     http: httpx.AsyncClient
-    audit: AuditStore
+    audit: SqlAuditStore
     clock: Callable[[], datetime]
     new_uuid: Callable[[], str]
+    auditors: Auditors
 
 
 def get_runtime(request: Request) -> Runtime:
