@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,17 +20,24 @@ from cds_service.fhir.models import validate_resource
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
 from tests.conftest import fixed_clock
-from tests.support import REPO, SIGN, hook_request
+from tests.support import REPO, SIGN, hook_request, reset_postgres
 
 AUDITOR = ("alice", "correct horse battery staple")
 
 
-@pytest.fixture
-def audited(tmp_path: Path, knowledge: Knowledge) -> Iterator[TestClient]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def audited(request: pytest.FixtureRequest, tmp_path: Path, knowledge: Knowledge) -> Iterator[TestClient]:
+    url = None
+    if request.param == "postgresql":
+        url = os.environ.get("CDS_TEST_POSTGRES_URL")
+        if not url:
+            pytest.skip("CDS_TEST_POSTGRES_URL is not set")
+        reset_postgres(url)
     settings = Settings(
         data_dir=tmp_path,
         cards_dir=REPO / "cards",
         audit_cookie_secure=False,
+        audit_db_url=url,
         auditors={AUDITOR[0]: hash_password(AUDITOR[1], iterations=1000)},
     )
     with TestClient(create_app(settings, clock=fixed_clock), raise_server_exceptions=False) as client:
@@ -187,7 +195,10 @@ def test_every_auditor_access_is_recorded(audited: TestClient) -> None:
 def test_export_command(tmp_path: Path, audited: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
     from cds_service.__main__ import main
 
+    runtime = audited.app.state.runtime  # type: ignore[attr-defined]
     monkeypatch.setenv("CDS_DATA_DIR", str(tmp_path))
+    if runtime.settings.audit_db_url:
+        monkeypatch.setenv("CDS_AUDIT_DB_URL", runtime.settings.audit_db_url)
     target = tmp_path / "events.json"
     assert main(["audit", "export", "--format", "fhir", "--output", str(target)]) == 0
     bundle = json.loads(target.read_text())
