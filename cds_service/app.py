@@ -15,12 +15,14 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from cds_service import __version__
 from cds_service.api import audit as audit_api
-from cds_service.api import discovery, feedback, hooks
+from cds_service.api import discovery, feedback, health, hooks
 from cds_service.api.deps import Runtime
 from cds_service.api.errors import install_error_handlers
 from cds_service.audit.auditors import Auditors
 from cds_service.audit.store import SqlAuditStore
 from cds_service.knowledge import load_knowledge
+from cds_service.security.jwt_auth import JwtVerifier
+from cds_service.security.keys import KeyCache
 from cds_service.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,19 @@ def create_app(
         store = audit or SqlAuditStore(settings.audit_url, settings.audit_spool)
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         async with httpx.AsyncClient(limits=limits, trust_env=False) as http:
-            app.state.runtime = Runtime(settings, knowledge, http, store, clock, new_uuid, Auditors(settings.auditors))
+            verifier = JwtVerifier(
+                settings.trusted_clients,
+                KeyCache(http),
+                leeway=settings.jwt_leeway_seconds,
+                max_age=settings.jwt_max_age_seconds,
+            )
+            app.state.runtime = Runtime(
+                settings, knowledge, http, store, clock, new_uuid, Auditors(settings.auditors), verifier
+            )
+            if not settings.auth_required:
+                log.warning("authentication is OFF: any caller may use the service (CDS_AUTH_REQUIRED=false)")
+            elif not settings.trusted_clients:
+                log.warning("no trusted CDS clients configured (CDS_TRUSTED_CLIENTS): every call will be refused")
             log.info("service ready", extra={"knowledge_version": knowledge.version})
             try:
                 yield
@@ -68,4 +82,5 @@ def create_app(
     app.include_router(hooks.router)
     app.include_router(feedback.router)
     app.include_router(audit_api.router)
+    app.include_router(health.router)
     return app

@@ -2,6 +2,7 @@
 
     CdsError
     ├── InvalidRequest        400  malformed JSON, not CDS Hooks, wrong hook, bad context
+    ├── NotAuthenticated      401  no valid JWT from a trusted client (no detail in the answer)
     ├── UnknownService        404  no service with that id
     └── PrefetchUnavailable   412  the patient's data can be had neither from prefetch nor from the FHIR server
 
@@ -30,6 +31,16 @@ class CdsError(Exception):
 class InvalidRequest(CdsError):
     status_code = 400
     issue_code = "invalid"
+
+
+class NotAuthenticated(CdsError):
+    status_code = 401
+    issue_code = "login"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("unauthorized")
+        self.reason = reason
+        """Why, for the audit log only."""
 
 
 class UnknownService(CdsError):

@@ -58,6 +58,10 @@ OBSERVATION_KEY_LIMITS: dict[str, int] = {
     "pregnancyTests": 10,
     "esr1": 10,
     "temperature": 10,
+    "reproductiveStatus": 20,
+    "childPugh": 10,
+    "staging": 10,
+    "diseaseStatus": 20,
 }
 DEFAULT_OBSERVATION_LIMIT = 20
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cds_service.security.jwt_auth import TrustedClient
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 BUNDLED_DIR = PACKAGE_DIR / "_bundled"
@@ -53,6 +55,15 @@ class Settings(BaseSettings):
     fhir_max_pages: int = Field(default=5, ge=1, le=100)
     fhir_allow_http: bool = False
     """Allow plain-http FHIR servers other than loopback ones (never for production data)."""
+
+    auth_required: bool = True
+    """Require a CDS Hooks JWT from a trusted client on every call (discovery, services, feedback)."""
+    trusted_clients: list[TrustedClient] = Field(default_factory=list)
+    """JSON list of {iss, jwks | jwks_url | jku_allowlist, tenants?, algorithms?} (default ES384, RS384)."""
+    public_base_url: str | None = None
+    """The service's URL as clients call it (behind a proxy), for the JWT ``aud`` check."""
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwt_max_age_seconds: int = Field(default=300, ge=10, le=3600)
 
     auditors: dict[str, str] = Field(default_factory=dict)
     """Auditor user names and PBKDF2 password hashes (``python -m cds_service audit hash-password``)."""

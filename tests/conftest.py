@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +18,12 @@ from cds_service.settings import Settings
 from tests.support import REFERENCE_TIME, REPO
 
 FHIR_BASE = "https://ehr.example.org/fhir"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Calls in most tests carry no JWT: authentication (on by default) is switched off for them here, and
+    # also for the servers they start as subprocesses; tests/test_jwt.py switches it back on explicitly.
+    os.environ.setdefault("CDS_AUTH_REQUIRED", "false")
 
 
 @pytest.fixture(scope="session")

@@ -139,6 +139,7 @@ def reset_postgres(url: str) -> None:
     engine = create_engine(url)
     with engine.begin() as connection:
         for table in (
+            "seen_jti",
             "feedback_index",
             "card_index",
             "chain_anchor",

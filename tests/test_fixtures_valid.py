@@ -267,13 +267,20 @@ def test_exactly_one_palbociclib_draft(name: str) -> None:
         assert palbo[0]["intent"] == "order"
 
 
-@pytest.mark.parametrize("name", NAMES, ids=NAMES)
-def test_no_palbociclib_outside_drafts(name: str) -> None:
-    """Only the draft names palbociclib: no active palbociclib order that would make a duplicate."""
-    bundle = load(name)
-    for r in resources(bundle):
-        if r["resourceType"] in {"MedicationRequest", "MedicationStatement"} and r["status"] != "draft":
-            assert not medication_names_palbociclib(r, bundle), r["id"]
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=NAMES)
+def test_palbociclib_outside_drafts_only_where_declared(scenario: dict[str, Any]) -> None:
+    """Only the draft names palbociclib, unless the manifest marks the scenario `palbociclib_on_record: true`
+    (duplicate, renewal, prior-therapy and on-treatment scenarios); such a scenario must then hold
+    palbociclib outside its draft."""
+    bundle = load(scenario["name"])
+    on_record = [
+        r["id"]
+        for r in resources(bundle)
+        if r["resourceType"] in {"MedicationRequest", "MedicationStatement"}
+        and r["status"] != "draft"
+        and medication_names_palbociclib(r, bundle)
+    ]
+    assert bool(on_record) == bool(scenario.get("palbociclib_on_record")), on_record
 
 
 # --------------------------------------------------------------------------- references

@@ -25,8 +25,19 @@ UI = Path(__file__).resolve().parent.parent / "audit_ui"
 _markdown = MarkdownIt("commonmark", {"html": False}).enable("table")  # html False: record text is escaped
 
 
+NO_STORE = {"Cache-Control": "no-store"}
+"""Audit data holds patient data: never kept in a browser or proxy cache."""
+PAGE_HEADERS = {
+    **NO_STORE,
+    "Content-Security-Policy": "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "
+    "form-action 'self'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
 def _json(content: Any) -> Response:
-    return Response(orjson.dumps(content), media_type="application/json")
+    return Response(orjson.dumps(content), media_type="application/json", headers=NO_STORE)
 
 
 async def _log(runtime: Runtime, auditor: str, action: str, parameters: dict[str, Any]) -> None:
@@ -37,7 +48,7 @@ async def _log(runtime: Runtime, auditor: str, action: str, parameters: dict[str
 # -- pages ---------------------------------------------------------------------------------------
 @router.get("/login", include_in_schema=False)
 async def login_page() -> FileResponse:
-    return FileResponse(UI / "login.html", media_type="text/html")
+    return FileResponse(UI / "login.html", media_type="text/html", headers=PAGE_HEADERS)
 
 
 @router.post("/login", include_in_schema=False)
@@ -70,7 +81,7 @@ async def logout() -> Response:
 async def page(request: Request, runtime: RuntimeDep) -> Response:
     if session_user(runtime, request.cookies.get(COOKIE)) is None:
         return RedirectResponse("/audit/login", status_code=303)
-    return FileResponse(UI / "index.html", media_type="text/html")
+    return FileResponse(UI / "index.html", media_type="text/html", headers=PAGE_HEADERS)
 
 
 @router.get("/assets/{name}", include_in_schema=False)
@@ -145,11 +156,19 @@ async def export_log(
     engine = runtime.audit.engine
     if format == "fhir":
         bundle = await run_in_threadpool(export.fhir_bundle, engine, start, end)
-        return Response(orjson.dumps(bundle), media_type="application/fhir+json")
+        return Response(
+            orjson.dumps(bundle),
+            media_type="application/fhir+json",
+            headers={**NO_STORE, "Content-Disposition": 'attachment; filename="audit-events.json"'},
+        )
     if format == "csv":
         return StreamingResponse(
             export.csv_rows(engine, start, end),
             media_type="text/csv",
-            headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
+            headers={**NO_STORE, "Content-Disposition": 'attachment; filename="audit-log.csv"'},
         )
-    return StreamingResponse(export.ndjson(engine, start, end), media_type="application/x-ndjson")
+    return StreamingResponse(
+        export.ndjson(engine, start, end),
+        media_type="application/x-ndjson",
+        headers={**NO_STORE, "Content-Disposition": 'attachment; filename="audit-log.ndjson"'},
+    )

@@ -61,9 +61,10 @@ def current_auditor(
     if user is None and basic is not None and runtime.auditors.verify(basic.username, basic.password):
         user = basic.username
     if user is None:
-        raise HTTPException(
-            status_code=401, detail="auditor sign-in required", headers={"WWW-Authenticate": 'Basic realm="audit"'}
-        )
+        # The page's own requests get no Basic challenge: a browser would answer it with its native prompt.
+        from_page = request.headers.get("X-Requested-With") == "audit-page"
+        challenge = 'Cookie realm="audit"' if from_page else 'Basic realm="audit"'
+        raise HTTPException(status_code=401, detail="auditor sign-in required", headers={"WWW-Authenticate": challenge})
     return user
 
 

@@ -15,6 +15,7 @@ from cds_service.audit.auditors import Auditors
 from cds_service.audit.store import SqlAuditStore
 from cds_service.errors import InvalidRequest
 from cds_service.knowledge import Knowledge
+from cds_service.security.jwt_auth import JwtVerifier
 from cds_service.settings import Settings
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -29,6 +30,7 @@ class Runtime:
     clock: Callable[[], datetime]
     new_uuid: Callable[[], str]
     auditors: Auditors
+    verifier: JwtVerifier
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from cds_service.api.caller import require_caller
 from cds_service.api.deps import RuntimeDep
 
 router = APIRouter()
 
 
 @router.get("/cds-services", summary="CDS Hooks discovery")
-async def discovery(runtime: RuntimeDep) -> dict[str, Any]:
+async def discovery(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+    await require_caller(runtime, request)
     knowledge = runtime.knowledge
     extension = {knowledge.catalogue.common.knowledge_extension: {"knowledgeVersion": knowledge.version}}
     return {"services": [s.discovery_entry(extension) for s in knowledge.registry.values()]}

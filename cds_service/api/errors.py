@@ -27,7 +27,8 @@ def validation_details(exc: ValidationError | RequestValidationError) -> list[st
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CdsError)
     async def _cds_error(_: Request, exc: CdsError) -> JSONResponse:
-        return JSONResponse(exc.operation_outcome(), status_code=exc.status_code)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        return JSONResponse(exc.operation_outcome(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

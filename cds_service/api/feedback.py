@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from cds_service.api.caller import require_caller
 from cds_service.api.deps import RuntimeDep, json_body
 from cds_service.api.hooks import json_response, service_or_404
 from cds_service.errors import InvalidRequest
@@ -34,6 +35,7 @@ def parse_feedback(body: Any) -> FeedbackRequest:
 
 @router.post("/cds-services/{service_id}/feedback", summary="Feedback on cards (accepted / overridden)")
 async def feedback(service_id: str, request: Request, runtime: RuntimeDep) -> Response:
+    await require_caller(runtime, request)
     service = service_or_404(runtime, service_id)
     parsed = parse_feedback(await json_body(request))
     result = await run_in_threadpool(runtime.audit.record_feedback, service.id, parsed.feedback)

@@ -12,9 +12,10 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from cds_service import pipeline
+from cds_service.api.caller import authenticate
 from cds_service.api.deps import Runtime, RuntimeDep, json_body
 from cds_service.audit.records import InvocationRecord, card_summary, draft_order_summary, order_references
-from cds_service.errors import CdsError, UnknownService
+from cds_service.errors import CdsError, NotAuthenticated, UnknownService
 from cds_service.fhir.client import FhirGateway, refuse_base
 from cds_service.render import Renderer
 from cds_service.schemas.hooks import HookRequest
@@ -105,11 +106,14 @@ async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -
         service_id=service_id, received_at=runtime.clock(), knowledge_version=runtime.knowledge.version
     )
     try:
+        record.caller = await authenticate(runtime, request)
         service = service_or_404(runtime, service_id)
         response = await _evaluate(runtime, service, await json_body(request), record)
     except CdsError as exc:
         record.http_status = exc.status_code
         record.error = {"message": exc.message, "details": exc.details}
+        if isinstance(exc, NotAuthenticated):
+            record.error["reason"] = exc.reason
         record.responded_at = runtime.clock()
         await run_in_threadpool(runtime.audit.record_invocation, record)
         raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
@@ -83,6 +83,11 @@ def _latest_outcomes(engine: Engine, seqs: list[int] | None = None) -> dict[str,
         query = query.join(tables.card_index, card.card_uuid == feedback.card_uuid).where(card.record_seq.in_(seqs))
     with engine.connect() as connection:
         return {row.card_uuid: row.outcome for row in connection.execute(query)}
+
+
+def _utc(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time in the log is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def list_invocations(engine: Engine, f: InvocationFilter) -> dict[str, Any]:

@@ -239,6 +239,21 @@ class SqlAuditStore:
         content = self._stamp("auditor-access", {"auditor": auditor, "action": action, "parameters": parameters})
         self._durable({"kind": "auditor-access", "content": content, "columns": {"user_id": auditor}})
 
+    def record_auth_failure(self, path: str, reason: str) -> None:
+        """A refused caller (no token content is kept, only why it was refused)."""
+        content = self._stamp("auth-failure", {"path": path, "reason": reason})
+        self._durable({"kind": "auth-failure", "content": content, "columns": {}})
+
+    def remember_jti(self, iss: str, jti: str, expires_at: int, now: int) -> bool:
+        """``True`` the first time a token id is seen (any worker, any replica); ``False`` on a replay."""
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(delete(tables.seen_jti).where(tables.seen_jti.c.expires_at < now - 3600))
+                connection.execute(insert(tables.seen_jti).values(iss=iss[:512], jti=jti[:256], expires_at=expires_at))
+        except IntegrityError:
+            return False
+        return True
+
     def _card_known(self, card_uuid: str) -> bool:
         try:
             with self.engine.connect() as connection:
@@ -342,6 +357,14 @@ class SqlAuditStore:
             }
         )
         return len(doomed)
+
+    def reachable(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(select(tables.chain_head.c.id).limit(1))
+        except DBAPIError:
+            return False
+        return True
 
     def close(self) -> None:
         self.engine.dispose()

@@ -93,3 +93,12 @@ feedback_index = Table(
     UniqueConstraint("service_id", "card_uuid", "content_digest", name="uq_feedback_content"),
 )
 Index("ix_feedback_index_card", feedback_index.c.card_uuid)
+
+seen_jti = Table(
+    "seen_jti",
+    metadata,
+    Column("iss", String(512), primary_key=True),
+    Column("jti", String(256), primary_key=True),
+    Column("expires_at", BigInteger, nullable=False),
+)
+Index("ix_seen_jti_expires", seen_jti.c.expires_at)

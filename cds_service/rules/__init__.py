@@ -1,6 +1,7 @@
 """The rules the pipeline runs, in order: each module exports ``RULES``."""
 
 from cds_service.rules import (
+    blood_counts,
     dose,
     duplicates,
     indication,
@@ -19,6 +20,7 @@ RULES: tuple[Rule, ...] = (
     *duplicates.RULES,
     *dose.RULES,
     *safety.RULES,
+    *blood_counts.RULES,
 )
 
 __all__ = ["RULES", "Finding", "Rule"]

@@ -3,6 +3,20 @@
 Source: IBRANCE US prescribing information §1 (indications); clinical brief §4.1-4.2. Receptor status
 comes from LOINC-coded Observations (coded or text results) and from ICD-10-CM Z17.* conditions. For each
 marker the most recent dated result leads.
+
+Two more checks read the same results:
+
+- HER2 equivocal: the latest HER2 IHC (or HER2 interpretation) is 2+ / equivocal and no ISH result is dated
+  at or after it (ASCO/CAP: an equivocal IHC is resolved by ISH).
+- Discordance between specimens: a specimen is the site an Observation names (``LabResult.site``); results
+  without a site, and Z17 conditions, are not compared. Per site the newest definitive (positive or
+  negative) result counts; the most recent *metastatic* site leads (a site whose text does not name the
+  breast or a primary tumour, or names a metastasis; clinical brief §4.2 [P]). The card fires when the
+  leading result argues against palbociclib (ER negative with PR not positive, or HER2 positive) while
+  another specimen gave the opposite result. It then carries the ER-negative / HER2-positive message as a
+  warning, and the receptor-status rule does not add its critical card for the same marker (brief §7 #40
+  expects a single warning). The other direction (ER negative on the old primary, ER positive on the
+  newer metastasis) raises nothing: the leading result supports palbociclib.
 """
 
 from __future__ import annotations
@@ -13,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from cds_service.rules.base import Finding, Rule, Threshold
-from cds_service.snapshot.model import Evidence, PalbociclibOrder, PatientSnapshot
+from cds_service.snapshot.model import Evidence, LabResult, PalbociclibOrder, PatientSnapshot
 
 Marker = Literal["er", "pr", "hr", "her2"]
 Status = Literal["positive", "negative", "equivocal"]
@@ -61,6 +75,8 @@ class ReceptorResult:
     marker: Marker
     status: Status
     evidence: Evidence
+    site: str | None = None
+    """The specimen's site as the Observation gives it; ``None`` for conditions and unsited results."""
 
     @property
     def date(self) -> datetime:
@@ -77,7 +93,7 @@ def receptor_results(snapshot: PatientSnapshot) -> dict[Marker, list[ReceptorRes
         marker = _LAB_MARKERS.get(lab.concept)
         statuses = {_RESULT_STATUS[c] for c in lab.result_concepts if c in _RESULT_STATUS}
         if marker is not None and len(statuses) == 1:
-            found[marker].append(ReceptorResult(marker, statuses.pop(), lab.evidence))
+            found[marker].append(ReceptorResult(marker, statuses.pop(), lab.evidence, lab.site or None))
     for condition in snapshot.conditions:
         for concept in condition.concepts:
             for marker, status in _CONDITION_MARKERS.get(concept, ()):
@@ -112,13 +128,15 @@ def evaluate(snapshot: PatientSnapshot, order: PalbociclibOrder, _: Mapping[str,
     er, pr, hr, her2 = (next(iter(results[m]), None) for m in ("er", "pr", "hr", "her2"))
     params = {"er": _shown(er), "pr": _shown(pr), "her2": _shown(her2)}
     findings: list[Finding] = []
+    # A discordant marker gets the receptor-discordant warning instead of the critical card.
+    discordant = {d.marker for d in discordances(results)}
 
     hormone_evidence = tuple(r.evidence for r in (er, pr, hr) if r is not None)
     hormone_positive = _hormone_positive(er, pr, hr)
-    if hormone_positive is False:
+    if hormone_positive is False and "er" not in discordant:
         findings.append(Finding("receptor-er-negative", params, hormone_evidence))
 
-    if her2 is not None and her2.status == "positive":
+    if her2 is not None and her2.status == "positive" and "her2" not in discordant:
         findings.append(Finding("receptor-her2-positive", params, (her2.evidence,)))
 
     unknown = [
@@ -132,11 +150,152 @@ def evaluate(snapshot: PatientSnapshot, order: PalbociclibOrder, _: Mapping[str,
     return findings
 
 
+# ---------------------------------------------------------------------------------------- HER2 equivocal
+_HER2_SCREENS = ("her2-ihc", "her2-interpretation")
+
+
+def _lab_status(lab: LabResult) -> Status | None:
+    statuses = {_RESULT_STATUS[c] for c in lab.result_concepts if c in _RESULT_STATUS}
+    return statuses.pop() if len(statuses) == 1 else None
+
+
+def evaluate_her2_equivocal(
+    snapshot: PatientSnapshot, order: PalbociclibOrder, _: Mapping[str, Threshold]
+) -> list[Finding]:
+    """The latest HER2 IHC (or interpretation) is equivocal and no ISH is dated at or after it."""
+    screens = [lab for lab in snapshot.labs if lab.concept in _HER2_SCREENS and _lab_status(lab) is not None]
+    # Newest first; at the same time a definitive result (e.g. the pathologist's interpretation) leads.
+    latest_screen = max(
+        screens,
+        key=lambda lab: ((lab.effective or _UNDATED).timestamp(), _lab_status(lab) != "equivocal"),
+        default=None,
+    )
+    if latest_screen is None or _lab_status(latest_screen) != "equivocal":
+        return []
+    since = latest_screen.effective or _UNDATED
+    if any((ish.effective or _UNDATED) >= since for ish in snapshot.labs_for("her2-ish")):
+        return []
+    results = receptor_results(snapshot)
+    er, pr, her2 = (next(iter(results[m]), None) for m in ("er", "pr", "her2"))
+    if her2 is not None and her2.status == "positive":
+        return []  # the HER2-positive card speaks
+    params = {
+        "her2_ihc": _shown(ReceptorResult("her2", "equivocal", latest_screen.evidence, latest_screen.site)),
+        "er": _shown(er),
+        "pr": _shown(pr),
+    }
+    return [Finding("receptor-her2-equivocal", params, (latest_screen.evidence,))]
+
+
+# ------------------------------------------------------------------------------------------- discordance
+_DEFINITIVE: frozenset[Status] = frozenset({"positive", "negative"})
+_AGAINST_PALBOCICLIB: dict[Marker, Status] = {"er": "negative", "her2": "positive"}
+_MARKER_NAMES: dict[Marker, str] = {"er": "ER", "her2": "HER2", "pr": "PR", "hr": "HR"}
+
+
+def is_metastatic_site(site: str) -> bool:
+    """A site that names a metastasis, or names neither the breast nor a primary tumour (liver, bone, ...)."""
+    text = site.casefold()
+    if "metasta" in text:
+        return True
+    return not any(word in text for word in ("breast", "mammary", "primary"))
+
+
+def _site_key(site: str) -> str:
+    return " ".join(site.casefold().split())
+
+
+@dataclass(frozen=True, slots=True)
+class Discordance:
+    marker: Marker
+    leading: ReceptorResult
+    """The most recent result of a metastatic site (else the most recent sited result)."""
+    others: tuple[ReceptorResult, ...]
+    """The newest result of each other site that says the opposite."""
+
+
+def _per_site(results: list[ReceptorResult]) -> list[ReceptorResult]:
+    """The newest definitive result of each site, newest first (``results`` are sorted newest first)."""
+    seen: dict[str, ReceptorResult] = {}
+    for result in results:
+        if result.site and result.status in _DEFINITIVE:
+            seen.setdefault(_site_key(result.site), result)
+    return list(seen.values())
+
+
+def discordances(results: dict[Marker, list[ReceptorResult]]) -> list[Discordance]:
+    """ER or HER2 results that differ between specimens, when the leading one argues against palbociclib."""
+    found: list[Discordance] = []
+    for marker, against in _AGAINST_PALBOCICLIB.items():
+        sites = _per_site(results[marker])
+        metastatic = [r for r in sites if r.site and is_metastatic_site(r.site)]
+        leading = next(iter(metastatic or sites), None)
+        if leading is None or leading.status != against:
+            continue
+        if marker == "er" and any(pr.status == "positive" for pr in results["pr"][:1]):
+            continue  # ER-/PR+ is hormone-receptor positive
+        others = tuple(r for r in sites if r is not leading and r.status != leading.status)
+        if others:
+            found.append(Discordance(marker, leading, others))
+    return found
+
+
+def _specimen(result: ReceptorResult) -> str:
+    when = result.evidence.date.date().isoformat() if result.evidence.date else "undated"
+    return f"{result.status} on {result.site or 'unnamed site'} ({when})"
+
+
+_CONSEQUENCE: dict[Marker, str] = {
+    "er": "If the leading result stands, the tumour is hormone-receptor negative and palbociclib is not "
+    "indicated (it is labelled only for HR-positive disease).",
+    "her2": "If the leading result stands, the tumour is HER2-positive: palbociclib is labelled only for "
+    "HER2-negative disease, and HER2-directed therapy is the standard.",
+}
+
+
+def evaluate_discordance(
+    snapshot: PatientSnapshot, order: PalbociclibOrder, _: Mapping[str, Threshold]
+) -> list[Finding]:
+    results = receptor_results(snapshot)
+    er, pr, her2 = (next(iter(results[m]), None) for m in ("er", "pr", "her2"))
+    findings = []
+    for item in discordances(results):
+        params = {
+            "marker": _MARKER_NAMES[item.marker],
+            "leading_status": item.leading.status,
+            "other_status": item.others[0].status,
+            "leading_label": "the latest metastatic biopsy"
+            if item.leading.site and is_metastatic_site(item.leading.site)
+            else "the latest biopsy",
+            "leading": _specimen(item.leading),
+            "others": "; ".join(_specimen(r) for r in item.others),
+            "consequence": _CONSEQUENCE[item.marker],
+            "er": _shown(er),
+            "pr": _shown(pr),
+            "her2": _shown(her2),
+        }
+        evidence = (item.leading.evidence, *(r.evidence for r in item.others))
+        findings.append(Finding("receptor-discordant", params, evidence))
+    return findings
+
+
 RULES: tuple[Rule, ...] = (
     Rule(
         name="receptor-status",
         fires=("receptor-er-negative", "receptor-her2-positive", "receptor-status-unknown"),
         needs=frozenset({"conditions", "receptors"}),
         evaluate=evaluate,
+    ),
+    Rule(
+        name="her2-ish-confirmation",
+        fires=("receptor-her2-equivocal",),
+        needs=frozenset({"conditions", "receptors"}),
+        evaluate=evaluate_her2_equivocal,
+    ),
+    Rule(
+        name="receptor-discordance",
+        fires=("receptor-discordant",),
+        needs=frozenset({"conditions", "receptors"}),
+        evaluate=evaluate_discordance,
     ),
 )

@@ -14,6 +14,7 @@ from cds_service.snapshot.fhirjson import (
     concept_text,
     evidence,
     first_datetime,
+    parse_datetime,
 )
 from cds_service.snapshot.model import LabResult
 from cds_service.snapshot.units import LabUnit, convert
@@ -105,8 +106,11 @@ def _one(
         else:
             interpretable = False
     results, shown = _result_concepts(element, vs)
+    value_date = parse_datetime(element.get("valueDateTime")) or parse_datetime(
+        as_dict(element.get("valuePeriod")).get("start")
+    )
     if not original:
-        original = shown or ""
+        original = shown or (value_date.date().isoformat() if value_date else "")
     low = high = None
     if unit_spec is not None:
         for reference in ranges:
@@ -122,6 +126,7 @@ def _one(
     label = concept_text(element.get("code")) or concept
     return LabResult(
         site=concept_text(resource.get("bodySite")) or as_str(as_dict(resource.get("specimen")).get("display")),
+        value_date=value_date,
         concept=concept,
         effective=when,
         value=value,

@@ -71,6 +71,8 @@ class LabResult:
     evidence: Evidence = field(default_factory=lambda: Evidence("Observation", None, None, ""))
     site: str | None = None
     """Where the specimen came from (``bodySite`` or the specimen's text), e.g. "Liver" for a metastasis."""
+    value_date: datetime | None = None
+    """A date-valued result (``valueDateTime`` or ``valuePeriod.start``), e.g. the last menstrual period."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +143,7 @@ class OrderDetails:
     schedule: DoseSchedule | None = None
     start: date | None = None
     reasons: tuple[str, ...] = ()
-    """Documented reasons and notes (reasonCode, reasonReference display, note, dosage text)."""
+    """Documented reasons and notes: reasonCode texts and displays, reasonReference displays, note texts."""
     food_instruction: bool = False
     """The order tells the patient to take it with food."""
 
