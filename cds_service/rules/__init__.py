@@ -5,6 +5,7 @@ from cds_service.rules import (
     dose,
     duplicates,
     indication,
+    interactions,
     partner,
     partner_menopause,
     receptors,
@@ -21,6 +22,7 @@ RULES: tuple[Rule, ...] = (
     *dose.RULES,
     *safety.RULES,
     *blood_counts.RULES,
+    *interactions.RULES,
 )
 
 __all__ = ["RULES", "Finding", "Rule"]

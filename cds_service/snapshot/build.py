@@ -125,6 +125,14 @@ def medication_period(resource: dict[str, Any]) -> tuple[datetime | None, dateti
     return parse_datetime(resource.get("effectiveDateTime")) or parse_datetime(resource.get("authoredOn")), None
 
 
+def _route(resource: dict[str, Any]) -> str | None:
+    for dosage in as_list(resource.get("dosageInstruction")) + as_list(resource.get("dosage")):
+        route = concept_text(as_dict(dosage).get("route"))
+        if route:
+            return route
+    return None
+
+
 def medication_use(
     resource: dict[str, Any], source: MedicationSource, vs: ValueSets, index: MedicationIndex
 ) -> MedicationUse | None:
@@ -149,6 +157,8 @@ def medication_use(
         ),
         started=started,
         ended=ended,
+        route=_route(resource),
+        form=resolved.form,
     )
 
 

@@ -26,6 +26,7 @@ class ResolvedMedication:
     product: Product | None
     matched_by: MatchedBy
     text: str
+    form: str | None = None
 
 
 def index_medications(resources: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -69,6 +70,7 @@ def resolve(resource: dict[str, Any], vs: ValueSets, index: MedicationIndex) -> 
     concept, reference = _medication_element(resource)
     code_sets: list[list[Code]] = []
     texts: list[str] = []
+    form: str | None = None
     if concept:
         code_sets.append(codings(concept))
         texts.append(concept_text(concept))
@@ -76,6 +78,7 @@ def resolve(resource: dict[str, Any], vs: ValueSets, index: MedicationIndex) -> 
         medication = _dereference(reference, (resource,), index)
         texts.append(as_str(reference.get("display")) or "")
         if medication:
+            form = concept_text(medication.get("form")) or None
             code_sets.append(codings(medication.get("code")))
             texts.append(concept_text(medication.get("code")))
             for ingredient in as_list(medication.get("ingredient")):
@@ -100,8 +103,8 @@ def resolve(resource: dict[str, Any], vs: ValueSets, index: MedicationIndex) -> 
         ingredients |= vs.lookup("medications", code.system, code.code)
     text = "; ".join(t for t in texts if t)
     if ingredients:
-        return ResolvedMedication(frozenset(ingredients), product, "product" if product else "ingredient", text)
+        return ResolvedMedication(frozenset(ingredients), product, "product" if product else "ingredient", text, form)
     named = vs.medication_names_in(text) if text else frozenset()
     if named:
-        return ResolvedMedication(named, None, "text", text)
+        return ResolvedMedication(named, None, "text", text, form)
     return None

@@ -102,6 +102,10 @@ class MedicationUse:
     started: datetime | None = None
     ended: datetime | None = None
     """End of the period the medicine was taken or ordered for, when the record gives one."""
+    route: str | None = None
+    """The route of the first dosage (text or display), e.g. "Topical"."""
+    form: str | None = None
+    """The dose form of a referenced Medication (text or display), e.g. "Cream"."""
 
     @property
     def is_current(self) -> bool:
