@@ -29,6 +29,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
     print(f"palbociclib CDS service, knowledge {knowledge.version}", file=sys.stderr)
+    from cds_service import logging_setup
+
     uvicorn.run(
         "cds_service.app:create_app",
         factory=True,
@@ -36,6 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port or settings.port,
         workers=args.workers or settings.workers,
         log_level=settings.log_level.lower(),
+        log_config=logging_setup.logging_config(settings.log_level),
     )
     return 0
 

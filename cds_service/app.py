@@ -18,6 +18,7 @@ from cds_service.api import audit as audit_api
 from cds_service.api import discovery, feedback, health, hooks
 from cds_service.api.deps import Runtime
 from cds_service.api.errors import install_error_handlers
+from cds_service.api.request_log import RequestLog
 from cds_service.audit.auditors import Auditors
 from cds_service.audit.store import SqlAuditStore
 from cds_service.knowledge import load_knowledge
@@ -40,6 +41,9 @@ def create_app(
     audit: SqlAuditStore | None = None,
 ) -> FastAPI:
     settings = settings or Settings()
+    # httpx logs every request's URL at INFO, and FHIR query URLs name the patient: keep them out of logs.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     knowledge = load_knowledge(settings.cards_dir, settings.site_config)
 
     @asynccontextmanager
@@ -69,6 +73,7 @@ def create_app(
 
     app = FastAPI(title="Palbociclib order check: CDS Hooks 2.0 service", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(RequestLog)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

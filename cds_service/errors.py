@@ -4,6 +4,7 @@
     ├── InvalidRequest        400  malformed JSON, not CDS Hooks, wrong hook, bad context
     ├── NotAuthenticated      401  no valid JWT from a trusted client (no detail in the answer)
     ├── UnknownService        404  no service with that id
+    ├── PayloadTooLarge       413  a body beyond the configured size
     └── PrefetchUnavailable   412  the patient's data can be had neither from prefetch nor from the FHIR server
 
 FHIR fallback failures are not errors of the call: they are collected per prefetch key (see
@@ -46,6 +47,11 @@ class NotAuthenticated(CdsError):
 class UnknownService(CdsError):
     status_code = 404
     issue_code = "not-found"
+
+
+class PayloadTooLarge(CdsError):
+    status_code = 413
+    issue_code = "too-costly"
 
 
 class PrefetchUnavailable(CdsError):

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
     audit_cookie_secure: bool = True
     """Send the auditor cookie over https only (switch off for a plain-http local sandbox)."""
 
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    """Largest request body accepted (413 beyond)."""
+    max_list_items: int = Field(default=5000, ge=10)
+    """Most items in any JSON array of a request (Bundle entries, codings ...)."""
+    max_json_depth: int = Field(default=64, ge=8, le=512)
+    max_string_length: int = Field(default=1_000_000, ge=1024)
+
     cors_origins: list[str] = Field(default_factory=list)
     """Browser origins (e.g. the CDS Hooks Sandbox) allowed to call the service."""
 

@@ -32,7 +32,9 @@ def service_or_404(runtime: Runtime, service_id: str) -> ServiceDefinition:
     return service
 
 
-def gateway_for(runtime: Runtime, request: HookRequest) -> tuple[FhirGateway | None, str]:
+def gateway_for(
+    runtime: Runtime, request: HookRequest, request_id: str | None = None
+) -> tuple[FhirGateway | None, str]:
     """The FHIR server of the call, or why there is none to read from."""
     if request.fhirServer is None:
         return None, "not in the prefetch and the call named no FHIR server"
@@ -46,6 +48,7 @@ def gateway_for(runtime: Runtime, request: HookRequest) -> tuple[FhirGateway | N
         token,
         timeout=runtime.settings.fhir_query_timeout_seconds,
         max_pages=runtime.settings.fhir_max_pages,
+        request_id=request_id,
     )
     return gateway, ""
 
@@ -73,12 +76,14 @@ def _identify(record: InvocationRecord, body: Any) -> None:
                 setattr(record, attribute, context[field][:256])
 
 
-async def _evaluate(runtime: Runtime, service: ServiceDefinition, body: Any, record: InvocationRecord) -> Response:
+async def _evaluate(
+    runtime: Runtime, service: ServiceDefinition, body: Any, record: InvocationRecord, request_id: str | None = None
+) -> Response:
     knowledge = runtime.knowledge
     _identify(record, body)
     hook_request, context = parse_hook_request(body, service.id, service.hook)
     record.draft_orders = draft_order_summary(context.draftOrders.resources())
-    gateway, no_server_reason = gateway_for(runtime, hook_request)
+    gateway, no_server_reason = gateway_for(runtime, hook_request, request_id)
     renderer = Renderer(knowledge.catalogue, knowledge.site, knowledge.version, runtime.new_uuid, knowledge.valuesets)
     evaluation = await pipeline.evaluate(
         knowledge=knowledge,
@@ -108,16 +113,28 @@ async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -
     try:
         record.caller = await authenticate(runtime, request)
         service = service_or_404(runtime, service_id)
-        response = await _evaluate(runtime, service, await json_body(request), record)
+        response = await _evaluate(
+            runtime, service, await json_body(request), record, getattr(request.state, "request_id", None)
+        )
     except CdsError as exc:
         record.http_status = exc.status_code
         record.error = {"message": exc.message, "details": exc.details}
         if isinstance(exc, NotAuthenticated):
             record.error["reason"] = exc.reason
+        request.state.log = {
+            "hook_instance": record.hook_instance,
+            "service_id": service_id,
+            "error": type(exc).__name__,
+        }
         record.responded_at = runtime.clock()
         await run_in_threadpool(runtime.audit.record_invocation, record)
         raise
     record.http_status = response.status_code
     record.responded_at = runtime.clock()
     await run_in_threadpool(runtime.audit.record_invocation, record)
+    request.state.log = {
+        "hook_instance": record.hook_instance,
+        "service_id": service_id,
+        "rule_ids": [c["ruleId"] for c in record.cards],
+    }
     return response

@@ -57,13 +57,21 @@ class FhirGateway:
     """The FHIR server of one hook call."""
 
     def __init__(
-        self, http: httpx.AsyncClient, base_url: str, token: str | None, *, timeout: float, max_pages: int
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        token: str | None,
+        *,
+        timeout: float,
+        max_pages: int,
+        request_id: str | None = None,
     ) -> None:
         self._http = http
         self._base = httpx.URL(base_url.rstrip("/") + "/")
         self._token = token
         self._timeout = timeout
         self._max_pages = max_pages
+        self._request_id = request_id
 
     def _same_server(self, url: httpx.URL) -> bool:
         return (url.scheme, url.host, url.port) == (
@@ -74,6 +82,8 @@ class FhirGateway:
 
     def _headers(self) -> dict[str, str]:
         headers = {"Accept": "application/fhir+json"}
+        if self._request_id:
+            headers["X-Request-ID"] = self._request_id  # lets the EHR correlate its logs with ours
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
