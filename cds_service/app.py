@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from cds_service import __version__
 from cds_service.api import audit as audit_api
-from cds_service.api import discovery, feedback, health, hooks
+from cds_service.api import discovery, feedback, health, hooks, openapi
 from cds_service.api.deps import Runtime
 from cds_service.api.errors import install_error_handlers
 from cds_service.api.request_log import RequestLog
@@ -88,4 +88,5 @@ def create_app(
     app.include_router(feedback.router)
     app.include_router(audit_api.router)
     app.include_router(health.router)
+    openapi.install(app)
     return app

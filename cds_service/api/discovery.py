@@ -6,13 +6,22 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from cds_service.api import openapi
 from cds_service.api.caller import require_caller
 from cds_service.api.deps import RuntimeDep
 
 router = APIRouter()
 
 
-@router.get("/cds-services", summary="CDS Hooks discovery")
+@router.get(
+    "/cds-services",
+    summary="CDS Hooks discovery",
+    response_model=None,
+    responses={
+        200: {"content": {"application/json": {"schema": openapi.ref("DiscoveryResponse")}}},
+        **openapi.errors(401),
+    },
+)
 async def discovery(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
     await require_caller(runtime, request)
     knowledge = runtime.knowledge

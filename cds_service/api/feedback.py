@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from cds_service.api import openapi
 from cds_service.api.caller import require_caller
 from cds_service.api.deps import RuntimeDep, json_body
 from cds_service.api.hooks import json_response, service_or_404
@@ -33,7 +34,12 @@ def parse_feedback(body: Any) -> FeedbackRequest:
         raise InvalidRequest("not a valid CDS Hooks feedback request", details=details) from exc
 
 
-@router.post("/cds-services/{service_id}/feedback", summary="Feedback on cards (accepted / overridden)")
+@router.post(
+    "/cds-services/{service_id}/feedback",
+    summary="Feedback on cards (accepted / overridden)",
+    openapi_extra=openapi.body("FeedbackRequest"),
+    responses=openapi.errors(400, 401, 404, 413),
+)
 async def feedback(service_id: str, request: Request, runtime: RuntimeDep) -> Response:
     await require_caller(runtime, request)
     service = service_or_404(runtime, service_id)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from cds_service import pipeline
+from cds_service.api import openapi
 from cds_service.api.caller import authenticate
 from cds_service.api.deps import Runtime, RuntimeDep, json_body
 from cds_service.audit.records import InvocationRecord, card_summary, draft_order_summary, order_references
@@ -105,7 +106,15 @@ async def _evaluate(
     return json_response(evaluation.response.wire(), knowledge.version)
 
 
-@router.post("/cds-services/{service_id}", summary="Call a CDS service (order-sign or order-select)")
+@router.post(
+    "/cds-services/{service_id}",
+    summary="Call a CDS service (order-sign or order-select)",
+    openapi_extra=openapi.body("HookRequest"),
+    responses={
+        200: {"content": {"application/json": {"schema": openapi.ref("CdsResponse")}}},
+        **openapi.errors(400, 401, 404, 412, 413),
+    },
+)
 async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -> Response:
     record = InvocationRecord(
         service_id=service_id, received_at=runtime.clock(), knowledge_version=runtime.knowledge.version
