@@ -231,8 +231,11 @@ def test_next_link_paging_is_bounded(make_client: Any, knowledge: Knowledge) -> 
         more = router.get(f"{BASE}/Condition", params={"page": "next"}).mock(
             return_value=httpx.Response(200, json=endless)
         )
-        _call(client, fallback_request(knowledge, "clean-base-order", BASE))
+        body = _call(client, fallback_request(knowledge, "clean-base-order", BASE))
     assert routes["conditions"].call_count + more.call_count == 3
+    card = _unavailable(body)
+    assert card is not None
+    assert "paging did not end within 3 pages" in card["detail"]
 
 
 def test_no_prefetch_and_no_fhir_server_is_412(client: TestClient, knowledge: Knowledge) -> None:

@@ -154,6 +154,11 @@ class FhirGateway:
             if url is not None and not self._same_server(url) and len(resources) < limit:
                 refused = QueryOutcome(key, str(url.copy_with(query=None)), None, "refused", 0.0)
                 raise FetchFailed(refused, "next link points outside the FHIR server; not followed", outcomes)
+        if url is not None and len(resources) < limit:
+            # Still more pages at the bound: the data is incomplete, and an incomplete list must not pass
+            # for a complete one (a missing page could hold the interacting medicine).
+            stopped = QueryOutcome(key, str(url.copy_with(query=None)), None, "refused", 0.0)
+            raise FetchFailed(stopped, f"paging did not end within {self._max_pages} pages", outcomes)
         return resources[:limit], outcomes
 
     def _next(self, bundle: dict[str, Any]) -> httpx.URL | None:

@@ -1,0 +1,101 @@
+"""The fault matrix: a real service reading a FHIR server over real HTTP that misbehaves in each way the
+field sees. Each call answers within the deadline with 200 and a data-unavailable card (or 412 when
+nothing at all could be read), never a 500, and the audit record says what failed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bench.fhir_stub import FAULTS
+from cds_service.app import create_app
+from cds_service.knowledge import Knowledge
+from cds_service.settings import Settings
+from tests.conftest import fixed_clock
+from tests.support import REPO, SIGN, fallback_request, hook_request
+
+DEADLINE = 2.0
+
+
+class RemoteStub:
+    """The fault-injecting FHIR endpoint in its own process, as a real FHIR server would be."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "bench.fhir_stub",
+                "--scenario",
+                "clean-base-order",
+                "--slow-seconds",
+                str(DEADLINE * 1.5),
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.port = int(self.process.stdout.readline())
+
+    def base(self, fault: str = "none") -> str:
+        return f"http://127.0.0.1:{self.port}/fault/{fault}/fhir"
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[RemoteStub]:
+    server = RemoteStub()
+    yield server
+    server.process.terminate()
+    server.process.wait(timeout=10)
+    if server.process.stdout is not None:
+        server.process.stdout.close()
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(
+        data_dir=tmp_path,
+        cards_dir=REPO / "cards",
+        deadline_seconds=DEADLINE,
+        fhir_query_timeout_seconds=DEADLINE * 0.8,
+        fhir_max_pages=5,
+    )
+    with TestClient(create_app(settings, clock=fixed_clock), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f != "none"])
+@pytest.mark.parametrize("partial", [True, False], ids=["some-keys-prefetched", "no-prefetch"])
+def test_fault(service: TestClient, stub: RemoteStub, knowledge: Knowledge, fault: str, partial: bool) -> None:
+    keep = ("patient", "medicationRequests", "medicationStatements") if partial else ()
+    request = fallback_request(knowledge, "clean-base-order", stub.base(fault), token="t", keep=keep)
+    started = time.monotonic()
+    response = service.post(f"/cds-services/{SIGN}", json=request)
+    elapsed = time.monotonic() - started
+    assert elapsed < DEADLINE + 1.0, f"{fault} took {elapsed:.1f}s"
+    assert response.status_code in (200, 412), response.text
+    [record] = service.app.state.runtime.audit.records("invocation")  # type: ignore[attr-defined]
+    failed = {k: v for k, v in record["prefetch"].items() if v["state"] == "failed"}
+    assert failed, f"{fault}: no failed key recorded"
+    if response.status_code == 200:
+        cards = {c["source"]["topic"]["code"] for c in response.json()["cards"]}
+        assert "data-unavailable" in cards
+    else:
+        assert not partial  # 412 only when nothing could be had
+    assert all(v["reason"] for v in failed.values())
+
+
+def test_healthy_server_through_the_same_path(service: TestClient, stub: RemoteStub, knowledge: Knowledge) -> None:
+    response = service.post(
+        f"/cds-services/{SIGN}", json=fallback_request(knowledge, "clean-base-order", stub.base("none"), token="t")
+    )
+    assert response.status_code == 200
+    assert response.json()["cards"] == [] or all(c["indicator"] == "info" for c in response.json()["cards"])
+    assert hook_request(knowledge, "clean-base-order")  # the same scenario, prefetched, is clean too
