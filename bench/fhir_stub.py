@@ -34,6 +34,11 @@ FAULTS = (
 )
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # resets and broken pipes are the faults being injected
+
+
 class FhirStub:
     def __init__(
         self, store: LocalFhirStore | None = None, *, upstream: str | None = None, slow_seconds: float = 3.0
@@ -57,7 +62,7 @@ class FhirStub:
                 fault, rest = (parts[2], parts[4]) if len(parts) == 5 and parts[1] == "fault" else ("none", "")
                 stub.answer(self, fault, rest)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

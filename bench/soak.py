@@ -164,7 +164,7 @@ def main() -> int:
             if v
         },
         "rss_kib_over_time": memory,
-        "rss_growth_kib_after_first_minute": (memory[-1][1] - next(m for t, m in memory if t >= 60)[1])
+        "rss_growth_kib_after_first_minute": (memory[-1][1] - next(m for t, m in memory if t >= 60))
         if any(t >= 60 for t, _ in memory)
         else None,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
