@@ -10,7 +10,7 @@ WORKDIR /app
 
 # Dependencies first, so code changes do not reinstall them.
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml','rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" \
         > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
 

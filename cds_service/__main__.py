@@ -1,11 +1,12 @@
-"""``python -m cds_service``: ``serve`` starts the service, ``evaluate`` runs a file through it offline."""
+"""``python -m cds_service``: ``serve`` starts the service; ``evaluate`` runs a file through it offline;
+``audit`` checks, prunes and exports the audit log; ``fixtures`` and ``send-hook`` are the health-IT kit."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from cds_service.cli import audit, evaluate
+from cds_service.cli import audit, evaluate, fixtures, send_hook
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -57,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     auditing = commands.add_parser("audit", help="check or prune the audit log")
     audit.add_arguments(auditing)
     auditing.set_defaults(run=audit.main)
+    loading = commands.add_parser("fixtures", help="load the clinical scenarios into a FHIR server, or list them")
+    fixtures.add_arguments(loading)
+    loading.set_defaults(run=fixtures.main)
+    simulator = commands.add_parser("send-hook", help="call the service as an EHR (the CDS Hooks Sandbox) would")
+    send_hook.add_arguments(simulator)
+    simulator.set_defaults(run=send_hook.main)
     args = parser.parse_args(argv)
     result: int = args.run(args)
     return result

@@ -109,3 +109,24 @@ def test_partner_missing_suggests_valid_fhir_orders(client: TestClient, knowledg
         assert resource["encounter"] == {"reference": "Encounter/enc-1"}
         assert resource["status"] == "draft"
         assert resource["authoredOn"] == "2026-11-20"
+
+
+def test_another_patients_records_are_ignored(client: TestClient, knowledge: Knowledge) -> None:
+    """A FHIR server that ignores a search parameter may return other patients' records: they must not count."""
+    request = hook_request(knowledge, "clean-base-order")
+    stranger = {
+        "resourceType": "Condition",
+        "id": "stranger-her2",
+        "subject": {"reference": "Patient/someone-else"},
+        "clinicalStatus": {"coding": [{"code": "active"}]},
+        "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "Z17.31"}]},
+        "onsetDateTime": "2026-11-19",
+    }
+    request["prefetch"]["conditions"]["entry"].append({"resource": stranger})
+    body = client.post(f"/cds-services/{SIGN}", json=request).json()
+    assert rule_ids(body, at_least="warning") == set()
+    request["prefetch"]["conditions"]["entry"][-1]["resource"]["subject"]["reference"] = (
+        f"Patient/{request['context']['patientId']}"
+    )
+    body = client.post(f"/cds-services/{SIGN}", json=request).json()
+    assert ("receptor-her2-positive", "critical") in rule_ids(body)

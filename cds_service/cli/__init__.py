@@ -1,1 +1,1 @@
-"""Command-line tools: serve, evaluate."""
+"""Command-line tools: evaluate, audit, fixtures and send-hook (``serve`` lives in ``__main__``)."""

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from cds_service.snapshot.fhirjson import as_dict, as_list, codings, first_datetime, reference_id
+from cds_service.snapshot.fhirjson import as_dict, as_list, codings, first_datetime, subject_patient_id
 
 _DATE_FIELDS = (
     "effectiveDateTime",
@@ -27,14 +27,6 @@ _DATE_FIELDS = (
     "dateAsserted",
 )
 _OLDEST = datetime(1, 1, 1, tzinfo=UTC)
-
-
-def _subject_id(resource: dict[str, Any]) -> str | None:
-    for name in ("subject", "patient"):
-        kind, rid = reference_id(resource.get(name))
-        if rid is not None and kind in (None, "Patient"):
-            return rid
-    return None
 
 
 def _token_match(values: list[str], concept: Any) -> bool:
@@ -69,7 +61,7 @@ class LocalFhirStore:
             values = value.split(",")
             if name in ("patient", "subject"):
                 wanted = {v.rpartition("/")[2] for v in values}
-                found = [r for r in found if _subject_id(r) in wanted]
+                found = [r for r in found if subject_patient_id(r) in wanted]
             elif name == "code":
                 found = [r for r in found if _token_match(values, r.get("code"))]
             elif name in ("status", "clinical-status"):

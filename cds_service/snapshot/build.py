@@ -22,6 +22,7 @@ from cds_service.snapshot.fhirjson import (
     first_datetime,
     parse_date,
     parse_datetime,
+    subject_patient_id,
 )
 from cds_service.snapshot.medications import MedicationIndex, index_medications, resolve
 from cds_service.snapshot.model import CodedFact, MedicationSource, MedicationUse, PatientSnapshot, Sex
@@ -207,6 +208,9 @@ def build_snapshot(
         kind = resource.get("resourceType")
         if _dropped(resource):
             continue
+        about = subject_patient_id(resource)
+        if about is not None and about != patient_id and id(resource) not in draft_ids:
+            continue  # a server that ignored a search parameter sent another patient's record
         if kind == "Condition":
             conditions.append(coded_fact(resource, "conditions", vs, ("onsetDateTime", "onsetPeriod", "recordedDate")))
         elif kind == "Procedure":

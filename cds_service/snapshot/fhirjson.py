@@ -132,3 +132,12 @@ def reference_id(reference: Any) -> tuple[str | None, str | None]:
     if len(parts) >= 2:
         return parts[-2], parts[-1]
     return None, ref
+
+
+def subject_patient_id(resource: dict[str, Any]) -> str | None:
+    """The id of the Patient a resource is about (``subject`` or ``patient``), when it names one."""
+    for name in ("subject", "patient"):
+        kind, rid = reference_id(resource.get(name))
+        if rid is not None and not rid.startswith("#") and kind in (None, "Patient"):
+            return rid
+    return None
