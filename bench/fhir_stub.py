@@ -41,8 +41,14 @@ class _QuietServer(ThreadingHTTPServer):
 
 class FhirStub:
     def __init__(
-        self, store: LocalFhirStore | None = None, *, upstream: str | None = None, slow_seconds: float = 3.0
+        self,
+        store: LocalFhirStore | None = None,
+        *,
+        upstream: str | None = None,
+        upstream_token: str | None = None,
+        slow_seconds: float = 3.0,
     ) -> None:
+        self.upstream_token = upstream_token
         self.store = store
         self.upstream = upstream.rstrip("/") if upstream else None
         self.slow_seconds = slow_seconds
@@ -80,7 +86,10 @@ class FhirStub:
 
     def _fetch(self, rest: str) -> dict[str, Any] | None:
         if self.upstream is not None:
-            response = httpx.get(f"{self.upstream}/{rest}", headers={"Accept": "application/fhir+json"}, timeout=10)
+            headers = {"Accept": "application/fhir+json"}
+            if self.upstream_token:
+                headers["Authorization"] = f"Bearer {self.upstream_token}"
+            response = httpx.get(f"{self.upstream}/{rest}", headers=headers, timeout=10)
             if response.status_code != 200:
                 return None
             found: dict[str, Any] = response.json()
@@ -144,6 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenario", default="clean-base-order")
     parser.add_argument("--upstream")
+    parser.add_argument("--upstream-token")
     parser.add_argument("--slow-seconds", type=float, default=3.0)
     args = parser.parse_args()
     store = None
@@ -151,7 +161,7 @@ def main() -> None:
         fixtures = Path(__file__).resolve().parent.parent / "fhir_fixtures"
         _, _, record = split_record(load_json(fixtures / f"{args.scenario}.json"))
         store = LocalFhirStore(record)
-    stub = FhirStub(store, upstream=args.upstream, slow_seconds=args.slow_seconds)
+    stub = FhirStub(store, upstream=args.upstream, upstream_token=args.upstream_token, slow_seconds=args.slow_seconds)
     print(stub.port, flush=True)
     sys.stdout.close()
     stub._server.serve_forever()
