@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,12 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.order_sign_latency import SCENARIO, SERVICE, free_port, percentile  # noqa: E402
+from bench.order_sign_latency import SCENARIO, SERVICE, over_http, percentile  # noqa: E402
 from cds_service.audit.records import InvocationRecord  # noqa: E402
 from cds_service.audit.store import SqlAuditStore  # noqa: E402
 from cds_service.knowledge import load_knowledge  # noqa: E402
@@ -37,56 +33,19 @@ def stats(values: list[float]) -> dict[str, float]:
     return {"median_ms": statistics.median(values), "p99_ms": percentile(values, 99)}
 
 
-def serve_and_time(payload: bytes, calls: int, warmup: int, *, audit: bool) -> list[float]:
-    port = free_port()
-    with tempfile.TemporaryDirectory() as data:
-        env = {
-            **os.environ,
-            "CDS_DATA_DIR": data,
-            "CDS_LOG_LEVEL": "warning",
-            "CDS_AUTH_REQUIRED": "false",
-        }  # no JWT here
-        command = (
-            [sys.executable, "-m", "cds_service", "serve", "--port", str(port)]
-            if audit
-            else [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "bench.no_audit_app:create",
-                "--factory",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ]
-        )
-        server = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            session = requests.Session()
-            for _ in range(300):
-                try:
-                    session.get(f"http://127.0.0.1:{port}/cds-services", timeout=1)
-                    break
-                except requests.ConnectionError:
-                    time.sleep(0.05)
-            timings = []
-            for index in range(warmup + calls):
-                started = time.perf_counter()
-                response = session.post(
-                    f"http://127.0.0.1:{port}/cds-services/{SERVICE}",
-                    data=payload,
-                    headers={"Content-Type": "application/json"},
-                    timeout=10,
-                )
-                elapsed = (time.perf_counter() - started) * 1000
-                response.raise_for_status()
-                if index >= warmup:
-                    timings.append(elapsed)
-            return timings
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+def no_audit_command(port: int) -> list[str]:
+    """The service with an audit store that records nothing (bench/no_audit_app.py)."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "bench.no_audit_app:create",
+        "--factory",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
 
 
 def store_writes(calls: int) -> list[float]:
@@ -130,8 +89,8 @@ def main() -> int:
     body = request_from_record(json.loads(SCENARIO.read_text()), knowledge.registry[SERVICE], hook_instance="bench")
     payload = json.dumps(body).encode()
     result = {
-        "with_audit": stats(serve_and_time(payload, args.calls, args.warmup, audit=True)),
-        "without_audit": stats(serve_and_time(payload, args.calls, args.warmup, audit=False)),
+        "with_audit": stats(over_http(payload, args.calls, args.warmup)),
+        "without_audit": stats(over_http(payload, args.calls, args.warmup, no_audit_command)),
         "store_write_only": stats(store_writes(args.calls)),
         "calls": args.calls,
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,14 @@ def in_process(body: dict[str, Any], calls: int) -> list[float]:
     return asyncio.run(timed())
 
 
-def over_http(payload: bytes, calls: int, warmup: int) -> list[float]:
+def serve_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "cds_service", "serve", "--port", str(port)]
+
+
+def over_http(
+    payload: bytes, calls: int, warmup: int, command: Callable[[int], list[str]] = serve_command
+) -> list[float]:
+    """Start the server ``command`` gives on a free port, warm it up, and time ``calls`` posts of ``payload``."""
     port = free_port()
     with tempfile.TemporaryDirectory() as data:
         env = {
@@ -84,16 +92,12 @@ def over_http(payload: bytes, calls: int, warmup: int) -> list[float]:
             "CDS_AUTH_REQUIRED": "false",
         }  # no JWT here
         server = subprocess.Popen(
-            [sys.executable, "-m", "cds_service", "serve", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            command(port), cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
         try:
             url = f"http://127.0.0.1:{port}"
             session = requests.Session()
-            for _ in range(200):
+            for _ in range(300):
                 try:
                     session.get(f"{url}/cds-services", timeout=1)
                     break

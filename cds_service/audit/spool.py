@@ -42,6 +42,13 @@ class Spool:
             finally:
                 os.close(fd)
 
+    def pending(self) -> bool:
+        """Whether anything waits to be replayed: one stat, cheap enough for every write."""
+        try:
+            return self.path.stat().st_size > 0
+        except FileNotFoundError:
+            return False
+
     def depth(self) -> int:
         try:
             with open(self.path, "rb") as handle:

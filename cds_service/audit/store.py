@@ -158,7 +158,7 @@ class SqlAuditStore:
     def _durable(self, entry: dict[str, Any]) -> bool:
         """Commit ``entry``, or spool it when the database is unreachable. Spooled entries go first."""
         try:
-            if self.spool.depth():
+            if self.spool.pending():
                 self.spool.replay(self._write)
             return self._write(entry)
         except DBAPIError as exc:
