@@ -83,8 +83,10 @@ def test_fault(service: TestClient, stub: RemoteStub, knowledge: Knowledge, faul
     assert response.status_code in (200, 412), response.text
     [record] = service.app.state.runtime.audit.records("invocation")  # type: ignore[attr-defined]
     failed = {k: v for k, v in record["prefetch"].items() if v["state"] == "failed"}
-    assert failed, f"{fault}: no failed key recorded"
-    if response.status_code == 200:
+    # 10,000 entries may be read within the deadline (searches are read up to their bound) or not,
+    # depending on the machine's load: either way nothing unread may pass for read.
+    assert failed or fault == "huge", f"{fault}: no failed key recorded"
+    if response.status_code == 200 and failed:
         cards = {c["source"]["topic"]["code"] for c in response.json()["cards"]}
         assert "data-unavailable" in cards
     else:
