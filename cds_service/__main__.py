@@ -38,6 +38,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host or settings.host,
         port=args.port or settings.port,
         workers=args.workers or settings.workers,
+        limit_concurrency=settings.max_connections,
         log_level=settings.log_level.lower(),
         log_config=logging_setup.logging_config(settings.log_level),
     )

@@ -16,6 +16,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from cds_service import __version__
 from cds_service.api import audit as audit_api
 from cds_service.api import discovery, feedback, health, hooks, openapi
+from cds_service.api.admission import Admission
 from cds_service.api.deps import Runtime
 from cds_service.api.errors import install_error_handlers
 from cds_service.api.request_log import RequestLog
@@ -58,7 +59,15 @@ def create_app(
                 max_age=settings.jwt_max_age_seconds,
             )
             app.state.runtime = Runtime(
-                settings, knowledge, http, store, clock, new_uuid, Auditors(settings.auditors), verifier
+                settings,
+                knowledge,
+                http,
+                store,
+                clock,
+                new_uuid,
+                Auditors(settings.auditors),
+                verifier,
+                Admission(settings.max_concurrent_calls, settings.retry_after_seconds),
             )
             if not settings.auth_required:
                 log.warning("authentication is OFF: any caller may use the service (CDS_AUTH_REQUIRED=false)")

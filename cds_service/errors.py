@@ -5,7 +5,8 @@
     ├── NotAuthenticated      401  no valid JWT from a trusted client (no detail in the answer)
     ├── UnknownService        404  no service with that id
     ├── PayloadTooLarge       413  a body beyond the configured size
-    └── PrefetchUnavailable   412  the patient's data can be had neither from prefetch nor from the FHIR server
+    ├── PrefetchUnavailable   412  the patient's data can be had neither from prefetch nor from the FHIR server
+    └── Overloaded            503  the worker is already evaluating as many calls as it may (retry later)
 
 FHIR fallback failures are not errors of the call: they are collected per prefetch key (see
 ``prefetch.resolve``) and reported on a ``data-unavailable`` card.
@@ -57,6 +58,15 @@ class PayloadTooLarge(CdsError):
 class PrefetchUnavailable(CdsError):
     status_code = 412
     issue_code = "incomplete"
+
+
+class Overloaded(CdsError):
+    status_code = 503
+    issue_code = "throttled"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def operation_outcome(message: str, code: str, details: list[str] | None = None) -> dict[str, Any]:

@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     audit_cookie_secure: bool = True
     """Send the auditor cookie over https only (switch off for a plain-http local sandbox)."""
 
+    max_concurrent_calls: int = Field(default=32, ge=1, le=10_000)
+    """Hook calls one worker evaluates at once; beyond, 503 with Retry-After at once instead of a queue."""
+    max_connections: int = Field(default=1024, ge=8, le=100_000)
+    """Open connections one worker accepts (uvicorn ``limit_concurrency``); beyond, uvicorn answers 503."""
+    retry_after_seconds: int = Field(default=1, ge=1, le=3600)
+    """``Retry-After`` of a 503 answered under overload."""
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     """Largest request body accepted (413 beyond)."""
     max_list_items: int = Field(default=5000, ge=10)

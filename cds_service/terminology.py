@@ -123,6 +123,10 @@ class ValueSets:
         # One alternation, longer names first, so "ethinyl estradiol" claims its words before "estradiol".
         alternatives = "|".join(re.escape(n) for n in sorted(self._names, key=len, reverse=True))
         self._names_pattern = re.compile(rf"(?<![a-z0-9])(?:{alternatives})(?![a-z0-9])") if self._names else None
+        # The same codes and drug names arrive call after call; the caches are cleared when full, never stale
+        # (value sets do not change while the service runs).
+        self._lookups: dict[tuple[str, str | None, str], frozenset[str]] = {}
+        self._named: dict[str, frozenset[str]] = {}
         self.products: dict[tuple[str, str], Product] = {}
         self._load_products(documents.get("medication_products", {}))
 
@@ -212,8 +216,16 @@ class ValueSets:
         """Concepts a single coding maps to in a domain (exact codes, then ICD code families)."""
         if not code:
             return frozenset()
+        key = (domain, system, str(code))
+        known = self._lookups.get(key)
+        if known is None:
+            known = self._lookup(domain, system, str(code))
+            _remember(self._lookups, key, known)
+        return known
+
+    def _lookup(self, domain: str, system: str | None, code: str) -> frozenset[str]:
         system = canonical_system(system)
-        code = normalise_code(system, str(code))
+        code = normalise_code(system, code)
         found = self._exact.get((domain, system, code))
         if found:
             return frozenset(found)
@@ -243,7 +255,11 @@ class ValueSets:
         words, so "ethinyl estradiol" is not also "estradiol")."""
         if self._names_pattern is None:
             return frozenset()
-        return frozenset(self._names[m.group(0)] for m in self._names_pattern.finditer(text.casefold()))
+        known = self._named.get(text)
+        if known is None:
+            known = frozenset(self._names[m.group(0)] for m in self._names_pattern.finditer(text.casefold()))
+            _remember(self._named, text, known)
+        return known
 
     def text_concept(self, domain: str, text: str) -> str | None:
         return self.texts.get(domain, {}).get(text.casefold().strip())
@@ -324,3 +340,12 @@ def _merge(documents: dict[str, Any], domain: str, document: dict[str, Any], nam
         if not isinstance(products, list):
             raise ValueSetError(f"{name}: 'products' must be a list")
         target.setdefault("products", []).extend(products)
+
+
+_CACHE_LIMIT = 20_000
+
+
+def _remember(cache: dict[Any, frozenset[str]], key: Any, value: frozenset[str]) -> None:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[key] = value

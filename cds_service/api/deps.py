@@ -11,6 +11,7 @@ import httpx
 import orjson
 from fastapi import Depends, Request
 
+from cds_service.api.admission import Admission
 from cds_service.audit.auditors import Auditors
 from cds_service.audit.store import SqlAuditStore
 from cds_service.errors import InvalidRequest, PayloadTooLarge
@@ -29,6 +30,7 @@ class Runtime:
     new_uuid: Callable[[], str]
     auditors: Auditors
     verifier: JwtVerifier
+    admission: Admission
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -63,6 +65,39 @@ async def json_body(request: Request) -> Any:
 
 def check_shape(value: Any, settings: Settings) -> None:
     """Refuse JSON nested too deep, arrays too long or strings too long, before any model sees it."""
+    if _within_limits(value, settings.max_json_depth, settings.max_list_items, settings.max_string_length):
+        return
+    # The walk above keeps no paths, for speed; only a refused body pays for finding where it went wrong.
+    _explain(value, settings)
+
+
+def _within_limits(value: Any, max_depth: int, max_items: int, max_string: int) -> bool:
+    """The same limits as ``_explain``: a value at depth ``d`` is nested ``d`` levels deep (the body is 1)."""
+    if type(value) is not dict and type(value) is not list:
+        return max_depth >= 1 and (type(value) is not str or len(value) <= max_string)
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    push = stack.append
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth or (node and depth + 1 > max_depth):
+            return False
+        if type(node) is dict:
+            children = node.values()
+        elif len(node) > max_items:
+            return False
+        else:
+            children = node
+        for item in children:
+            kind = type(item)
+            if kind is str:
+                if len(item) > max_string:
+                    return False
+            elif kind is dict or kind is list:
+                push((item, depth + 1))
+    return True
+
+
+def _explain(value: Any, settings: Settings) -> None:
     stack: list[tuple[Any, int, str]] = [(value, 1, "body")]
     while stack:
         node, depth, where = stack.pop()
@@ -76,3 +111,4 @@ def check_shape(value: Any, settings: Settings) -> None:
             stack.extend((item, depth + 1, f"{where}[{index}]") for index, item in enumerate(node))
         elif isinstance(node, str) and len(node) > settings.max_string_length:
             raise InvalidRequest(f"{where}: a string of {len(node)} characters exceeds {settings.max_string_length}")
+    raise InvalidRequest("request body exceeds the input limits")

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cds_service.errors import CdsError, operation_outcome
+from cds_service.errors import CdsError, Overloaded, operation_outcome
 
 log = logging.getLogger(__name__)
 FHIR_JSON = "application/fhir+json"
@@ -28,6 +28,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CdsError)
     async def _cds_error(_: Request, exc: CdsError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+        if isinstance(exc, Overloaded):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse(exc.operation_outcome(), status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(RequestValidationError)

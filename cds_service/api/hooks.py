@@ -5,11 +5,11 @@ Every call is recorded in the audit log before its response is sent: the cards, 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from starlette.concurrency import run_in_threadpool
 
 from cds_service import pipeline
 from cds_service.api import openapi
@@ -120,11 +120,12 @@ async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -
         service_id=service_id, received_at=runtime.clock(), knowledge_version=runtime.knowledge.version
     )
     try:
-        record.caller = await authenticate(runtime, request)
-        service = service_or_404(runtime, service_id)
-        response = await _evaluate(
-            runtime, service, await json_body(request), record, getattr(request.state, "request_id", None)
-        )
+        with runtime.admission.slot():
+            record.caller = await authenticate(runtime, request)
+            service = service_or_404(runtime, service_id)
+            response = await _evaluate(
+                runtime, service, await json_body(request), record, getattr(request.state, "request_id", None)
+            )
     except CdsError as exc:
         record.http_status = exc.status_code
         record.error = {"message": exc.message, "details": exc.details}
@@ -136,14 +137,19 @@ async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -
             "error": type(exc).__name__,
         }
         record.responded_at = runtime.clock()
-        await run_in_threadpool(runtime.audit.record_invocation, record)
+        await _record(runtime, record)
         raise
     record.http_status = response.status_code
     record.responded_at = runtime.clock()
-    await run_in_threadpool(runtime.audit.record_invocation, record)
+    await _record(runtime, record)
     request.state.log = {
         "hook_instance": record.hook_instance,
         "service_id": service_id,
         "rule_ids": [c["ruleId"] for c in record.cards],
     }
     return response
+
+
+async def _record(runtime: Runtime, record: InvocationRecord) -> None:
+    """Committed (or spooled) before the answer goes out; the wait holds no thread."""
+    await asyncio.wrap_future(runtime.audit.submit_invocation(record))

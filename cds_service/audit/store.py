@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from cds_service.audit import migrate, tables
 from cds_service.audit.canonical import GENESIS, canonical, chain_digest, digest
+from cds_service.audit.group_commit import GroupCommit
 from cds_service.audit.records import InvocationRecord
 from cds_service.audit.spool import Spool
 from cds_service.schemas.feedback import FeedbackItem
@@ -94,6 +96,7 @@ class SqlAuditStore:
         self._ensure_head()
         default_spool = (database.parent if database else Path(".")) / "audit-spool.jsonl"
         self.spool = Spool(spool_path or default_spool)
+        self._writer = GroupCommit(self._write_batch)
 
     def _ensure_head(self) -> None:
         try:
@@ -104,69 +107,103 @@ class SqlAuditStore:
             pass  # another worker created it first
 
     # -- writing -------------------------------------------------------------------------------
-    def _append(self, connection: Connection, kind: str, content: dict[str, Any], columns: dict[str, Any]) -> int:
+    def _append(self, connection: Connection, entries: Sequence[dict[str, Any]]) -> list[bool | Exception]:
+        """Chain ``entries`` onto the log in one transaction; ``False`` for a feedback item already stored."""
         head_row = tables.chain_head.c
         # Writing the head first takes the write lock before reading it, so appends never interleave.
         connection.execute(update(tables.chain_head).where(head_row.id == 1).values(seq=head_row.seq))
         head = connection.execute(select(head_row.seq, head_row.chain_digest).where(head_row.id == 1)).one()
-        seq = int(head.seq) + 1
-        body = canonical(content)
-        content_digest = digest(body)
-        link = chain_digest(head.chain_digest, seq, content_digest)
-        connection.execute(
-            insert(tables.audit_record).values(
-                seq=seq,
-                record_id=str(content["recordId"]),
-                kind=kind,
-                recorded_at=datetime.fromisoformat(content["recordedAt"].replace("Z", "+00:00")),
-                content=body.decode(),
-                content_digest=content_digest,
-                prev_digest=head.chain_digest,
-                chain_digest=link,
-                **{name: columns.get(name) for name in _INDEXED},
+        seq, previous = int(head.seq), str(head.chain_digest)
+        results: list[bool | Exception] = []
+        records: list[dict[str, Any]] = []
+        cards: list[dict[str, Any]] = []
+        feedback: list[dict[str, Any]] = []
+        batch_feedback: set[tuple[str, str, str]] = set()
+        for entry in entries:
+            item = entry.get("feedback")
+            if item:
+                key = (item["service_id"], item["card_uuid"], item["content_digest"])
+                if key in batch_feedback or self._feedback_stored(connection, key):
+                    results.append(False)
+                    continue
+                batch_feedback.add(key)
+                feedback.append({**item, "record_seq": seq + 1})
+            seq += 1
+            content = entry["content"]
+            body = canonical(content)
+            content_digest = digest(body)
+            link = chain_digest(previous, seq, content_digest)
+            columns = entry.get("columns") or {}
+            records.append(
+                {
+                    "seq": seq,
+                    "record_id": str(content["recordId"]),
+                    "kind": entry["kind"],
+                    "recorded_at": datetime.fromisoformat(content["recordedAt"].replace("Z", "+00:00")),
+                    "content": body.decode(),
+                    "content_digest": content_digest,
+                    "prev_digest": previous,
+                    "chain_digest": link,
+                    **{name: columns.get(name) for name in _INDEXED},
+                }
             )
+            cards.extend(
+                {**c, "record_seq": seq, "issued_at": datetime.fromisoformat(c["issued_at"].replace("Z", "+00:00"))}
+                for c in entry.get("cards") or ()
+            )
+            previous = link
+            results.append(True)
+        if records:
+            connection.execute(insert(tables.audit_record), records)
+            if cards:
+                connection.execute(insert(tables.card_index), cards)
+            if feedback:
+                connection.execute(insert(tables.feedback_index), feedback)
+            connection.execute(update(tables.chain_head).where(head_row.id == 1).values(seq=seq, chain_digest=previous))
+        return results
+
+    @staticmethod
+    def _feedback_stored(connection: Connection, key: tuple[str, str, str]) -> bool:
+        index = tables.feedback_index.c
+        query = select(index.id).where(
+            index.service_id == key[0], index.card_uuid == key[1], index.content_digest == key[2]
         )
-        connection.execute(update(tables.chain_head).where(head_row.id == 1).values(seq=seq, chain_digest=link))
-        return seq
+        return connection.execute(query.limit(1)).first() is not None
 
     def _write(self, entry: dict[str, Any]) -> bool:
         """One spool-shaped entry into the database; ``False`` when it is a duplicate feedback item."""
-        content = entry["content"]
-        try:
-            with self.engine.begin() as connection:
-                seq = self._append(connection, entry["kind"], content, entry.get("columns") or {})
-                if entry.get("cards"):
-                    connection.execute(
-                        insert(tables.card_index),
-                        [
-                            {
-                                **c,
-                                "record_seq": seq,
-                                "issued_at": datetime.fromisoformat(c["issued_at"].replace("Z", "+00:00")),
-                            }
-                            for c in entry["cards"]
-                        ],
-                    )
-                if entry.get("feedback"):
-                    connection.execute(insert(tables.feedback_index).values(**entry["feedback"], record_seq=seq))
-        except IntegrityError:
-            if entry.get("feedback"):
-                return False
-            raise
-        return True
+        with self.engine.begin() as connection:
+            result = self._append(connection, [entry])[0]
+        return result is True
 
-    def _durable(self, entry: dict[str, Any]) -> bool:
-        """Commit ``entry``, or spool it when the database is unreachable. Spooled entries go first."""
+    def _write_batch(self, entries: list[dict[str, Any]]) -> list[bool | Exception]:
+        """The group writer's batch: committed together, or spooled together when the database is away.
+        Spooled entries go first, so the chain keeps the order in which records were made."""
         try:
             if self.spool.pending():
                 self.spool.replay(self._write)
-            return self._write(entry)
+            with self.engine.begin() as connection:
+                return self._append(connection, entries)
+        except IntegrityError:
+            # Not expected (duplicates are checked under the lock); write one by one so one entry sinks alone.
+            return [self._write_one(entry) for entry in entries]
         except DBAPIError as exc:
-            if isinstance(exc, IntegrityError):
-                raise
-            log.error("audit database unavailable; record spooled: %s", type(exc).__name__)
+            log.error("audit database unavailable; %d record(s) spooled: %s", len(entries), type(exc).__name__)
+            self.spool.extend(entries)
+            return [True] * len(entries)
+
+    def _write_one(self, entry: dict[str, Any]) -> bool | Exception:
+        try:
+            return self._write(entry)
+        except IntegrityError as exc:
+            return exc
+        except DBAPIError:
             self.spool.append(entry)
             return True
+
+    def _durable(self, entry: dict[str, Any]) -> bool:
+        """Commit ``entry`` (with whatever else is queued), or spool it when the database is unreachable."""
+        return self._writer.write(entry)
 
     @staticmethod
     def _stamp(kind: str, content: dict[str, Any]) -> dict[str, Any]:
@@ -179,6 +216,10 @@ class SqlAuditStore:
         }
 
     def record_invocation(self, record: InvocationRecord) -> None:
+        self.submit_invocation(record).result()
+
+    def submit_invocation(self, record: InvocationRecord) -> Future[bool]:
+        """Queue the record of a hook call; the future resolves once it is committed or spooled."""
         content = self._stamp("invocation", orjson.loads(canonical(record.content())))
         columns = {
             "hook_instance": record.hook_instance,
@@ -200,7 +241,7 @@ class SqlAuditStore:
             for c in record.cards
             if c.get("uuid")
         ]
-        self._durable({"kind": "invocation", "content": content, "columns": columns, "cards": cards})
+        return self._writer.submit({"kind": "invocation", "content": content, "columns": columns, "cards": cards})
 
     def record_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> FeedbackResult:
         stored = duplicates = 0
@@ -367,4 +408,5 @@ class SqlAuditStore:
         return True
 
     def close(self) -> None:
+        self._writer.close()
         self.engine.dispose()
