@@ -26,7 +26,8 @@ ENV CDS_HOST=0.0.0.0 \
     CDS_PORT=8080 \
     CDS_WORKERS=2 \
     CDS_CARDS_DIR=/app/cards \
-    CDS_DATA_DIR=/data
+    CDS_DATA_DIR=/data \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/cds-metrics
 VOLUME ["/data"]
 EXPOSE 8080
 

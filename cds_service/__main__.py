@@ -30,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
     print(f"palbociclib CDS service, knowledge {knowledge.version}", file=sys.stderr)
+    _clear_metrics_dir()
     from cds_service import logging_setup
 
     uvicorn.run(
@@ -43,6 +44,17 @@ def _serve(args: argparse.Namespace) -> int:
         log_config=logging_setup.logging_config(settings.log_level),
     )
     return 0
+
+
+def _clear_metrics_dir() -> None:
+    """Metrics files of an earlier run would be added to this run's counts (prometheus-client multiprocess)."""
+    import os
+    from pathlib import Path
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory and Path(directory).is_dir():
+        for stale in Path(directory).glob("*.db"):
+            stale.unlink(missing_ok=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from cds_service import __version__
 from cds_service.api import audit as audit_api
-from cds_service.api import discovery, feedback, health, hooks, openapi
+from cds_service.api import discovery, feedback, health, hooks, metrics, openapi
 from cds_service.api.admission import Admission
 from cds_service.api.deps import Runtime
 from cds_service.api.errors import install_error_handlers
@@ -97,5 +97,6 @@ def create_app(
     app.include_router(feedback.router)
     app.include_router(audit_api.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     openapi.install(app)
     return app

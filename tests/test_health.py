@@ -8,8 +8,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 
-def test_ready_while_the_database_or_the_spool_can_take_records(client: TestClient,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ready_while_the_database_or_the_spool_can_take_records(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = client.app.state.runtime.audit  # type: ignore[attr-defined]
     assert client.get("/readyz").json()["status"] == "ready"
     monkeypatch.setattr(store, "reachable", lambda: False)

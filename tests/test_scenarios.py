@@ -49,8 +49,11 @@ def test_scenario_order_select(client: TestClient, knowledge: Knowledge, entry: 
 
 def test_manifest_names_every_rule_firing_and_a_near_miss(knowledge: Knowledge) -> None:
     """Each card a rule can raise has a scenario that fires it; a clean order exists."""
-    fired = {card["rule_id"] for entry in SCENARIOS for card in (entry["expected_cards"] or [])
-             + (entry.get("expected_info") or [])}
+    fired = {
+        card["rule_id"]
+        for entry in SCENARIOS
+        for card in (entry["expected_cards"] or []) + (entry.get("expected_info") or [])
+    }
     rule_cards = {card for rule in knowledge.rules for card in rule.fires}
     assert rule_cards <= fired
     assert any(not entry["expected_cards"] for entry in SCENARIOS)

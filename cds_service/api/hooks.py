@@ -6,12 +6,13 @@ Every call is recorded in the audit log before its response is sent: the cards, 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
 
-from cds_service import pipeline
+from cds_service import metrics, pipeline
 from cds_service.api import openapi
 from cds_service.api.caller import authenticate
 from cds_service.api.deps import Runtime, RuntimeDep, json_body
@@ -103,6 +104,7 @@ async def _evaluate(
     record.cards = [
         card_summary(card, renderer.evidence.get(card.uuid or "", ())) for card in evaluation.response.cards
     ]
+    metrics.count_cards(record.cards)
     return json_response(evaluation.response.wire(), knowledge.version)
 
 
@@ -152,4 +154,6 @@ async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -
 
 async def _record(runtime: Runtime, record: InvocationRecord) -> None:
     """Committed (or spooled) before the answer goes out; the wait holds no thread."""
+    started = time.perf_counter()
     await asyncio.wrap_future(runtime.audit.submit_invocation(record))
+    metrics.observe_audit_write(time.perf_counter() - started)

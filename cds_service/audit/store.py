@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
+from cds_service import metrics
 from cds_service.audit import migrate, tables
 from cds_service.audit.canonical import GENESIS, canonical, chain_digest, digest
 from cds_service.audit.group_commit import GroupCommit
@@ -97,6 +98,7 @@ class SqlAuditStore:
         default_spool = (database.parent if database else Path(".")) / "audit-spool.jsonl"
         self.spool = Spool(spool_path or default_spool)
         self._writer = GroupCommit(self._write_batch)
+        metrics.track_spool(self.spool.depth)
 
     def _ensure_head(self) -> None:
         try:

@@ -7,6 +7,7 @@ points). Every failure becomes a ``QueryOutcome`` and never an exception out of 
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import time
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import orjson
 
+from cds_service import metrics
 from cds_service.prefetch.model import QueryOutcome
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
@@ -88,9 +90,26 @@ class FhirGateway:
             headers["Authorization"] = f"Bearer {self._token}"
         return headers
 
-    async def _get(self, key: str, url: httpx.URL) -> tuple[dict[str, Any], QueryOutcome]:
-        shown = str(url.copy_with(query=None))  # the audit keeps the path; queries name patients
+    async def _get(self, key: str, url: httpx.URL, expect: str) -> tuple[dict[str, Any], QueryOutcome]:
+        """One request, counted in the FHIR query metrics by how it ended (a query cancelled at the call deadline
+        counts as a timeout, as the audit record has it)."""
         started = time.perf_counter()
+        try:
+            parsed, outcome = await self._request(key, url, expect, started)
+        except FetchFailed as failed:
+            last = failed.outcomes[-1]
+            metrics.observe_fhir_query(metrics.fhir_outcome(last.outcome, last.status), last.elapsed_ms / 1000)
+            raise
+        except asyncio.CancelledError:
+            metrics.observe_fhir_query("timeout", time.perf_counter() - started)
+            raise
+        metrics.observe_fhir_query("ok", outcome.elapsed_ms / 1000)
+        return parsed, outcome
+
+    async def _request(
+        self, key: str, url: httpx.URL, expect: str, started: float
+    ) -> tuple[dict[str, Any], QueryOutcome]:
+        shown = str(url.copy_with(query=None))  # the audit keeps the path; queries name patients
 
         def outcome(kind: Any, status: int | None = None, entries: int = 0) -> QueryOutcome:
             return QueryOutcome(key, shown, status, kind, (time.perf_counter() - started) * 1000, entries)
@@ -116,15 +135,15 @@ class FhirGateway:
             raise FetchFailed(outcome("malformed", 200), "malformed JSON") from exc
         if not isinstance(parsed, dict) or not isinstance(parsed.get("resourceType"), str):
             raise FetchFailed(outcome("malformed", 200), "not a FHIR resource")
+        if parsed["resourceType"] != expect:
+            wanted = "a Bundle" if expect == "Bundle" else expect
+            raise FetchFailed(outcome("malformed", 200), f"expected {wanted}, got {parsed['resourceType']}")
         entries = len(parsed.get("entry") or []) if isinstance(parsed.get("entry"), list) else 0
         return parsed, outcome("ok", 200, entries)
 
     async def read(self, key: str, relative: str, resource_type: str) -> tuple[dict[str, Any], list[QueryOutcome]]:
         """One resource (``Patient/123``)."""
-        resource, outcome = await self._get(key, self._base.join(relative))
-        if resource.get("resourceType") != resource_type:
-            bad = QueryOutcome(key, outcome.url, 200, "malformed", outcome.elapsed_ms)
-            raise FetchFailed(bad, f"expected {resource_type}, got {resource.get('resourceType')}")
+        resource, outcome = await self._get(key, self._base.join(relative), resource_type)
         return resource, [outcome]
 
     async def search(self, key: str, relative: str, limit: int) -> tuple[list[dict[str, Any]], list[QueryOutcome]]:
@@ -135,17 +154,11 @@ class FhirGateway:
         pages = 0
         while url is not None and pages < self._max_pages and len(resources) < limit:
             try:
-                bundle, outcome = await self._get(key, url)
+                bundle, outcome = await self._get(key, url, "Bundle")
             except FetchFailed as failed:
                 raise FetchFailed(failed.outcomes[-1], failed.reason, outcomes) from failed
             outcomes.append(outcome)
             pages += 1
-            if bundle.get("resourceType") != "Bundle":
-                raise FetchFailed(
-                    QueryOutcome(key, outcome.url, 200, "malformed", outcome.elapsed_ms),
-                    f"expected a Bundle, got {bundle.get('resourceType')}",
-                    outcomes[:-1],
-                )
             for entry in bundle.get("entry") or []:
                 resource = entry.get("resource") if isinstance(entry, dict) else None
                 if isinstance(resource, dict) and resource.get("resourceType") not in (None, "OperationOutcome"):
@@ -153,11 +166,13 @@ class FhirGateway:
             url = self._next(bundle)
             if url is not None and not self._same_server(url) and len(resources) < limit:
                 refused = QueryOutcome(key, str(url.copy_with(query=None)), None, "refused", 0.0)
+                metrics.observe_fhir_query("refused", 0.0)  # a request not made: counted, with no latency
                 raise FetchFailed(refused, "next link points outside the FHIR server; not followed", outcomes)
         if url is not None and len(resources) < limit:
             # Still more pages at the bound: the data is incomplete, and an incomplete list must not pass
             # for a complete one (a missing page could hold the interacting medicine).
             stopped = QueryOutcome(key, str(url.copy_with(query=None)), None, "refused", 0.0)
+            metrics.observe_fhir_query("refused", 0.0)
             raise FetchFailed(stopped, f"paging did not end within {self._max_pages} pages", outcomes)
         return resources[:limit], outcomes
 
