@@ -1,0 +1,444 @@
+"""The benchmark suite's parts that can be checked without load: the wrk Lua script (run in the LuaJIT that wrk
+embeds, with wrk's tables stood in for), the parsing of wrk's output, the FHIR stub's per-query timing, the
+regeneration of docs/performance.md, and the floor app over a real uvicorn server. No speed is asserted here."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from bench import perf_report
+from bench.fallback_timing import TimedStub
+from bench.run_all import realistic_body
+from bench.wrk_driver import MARKER, lua_script, parse_wrk_output, wrk_command
+from cds_service.fhir.local import LocalFhirStore
+from cds_service.knowledge import Knowledge
+from tests.support import REPO
+
+# Captured from wrk 4.1.0 running the generated script against bench/floor_app.py (1 s, 2 connections).
+WRK_OUTPUT = """\
+Running 1s test @ http://127.0.0.1:18931/cds-services/palbociclib-order-sign
+  1 threads and 2 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     8.12ms   14.12ms  93.62ms   92.73%
+    Req/Sec   452.00    325.38     1.06k    70.00%
+  Latency Distribution
+     50%    3.52ms
+     75%    7.56ms
+     90%   17.75ms
+     99%   81.25ms
+  462 requests in 1.03s, 61.93KB read
+Requests/sec:    448.11
+Transfer/sec:     60.07KB
+
+BENCH_JSON {"duration_us": 1031003, "requests": 462, "bytes": 63419, "errors": {"connect": 0, "read": 0, \
+"write": 0, "timeout": 0, "status": 0}, "latency_us": {"min": 781, "max": 93619, "mean": 8116.9, "stdev": 14120.1, \
+"percentiles": {"50": 3524, "75": 7561, "90": 17748, "95": 33483, "99": 81251, "99.9": 93619}}}
+"""
+
+# Captured the same way against a path the floor app does not serve: every answer a 404.
+WRK_OUTPUT_404 = """\
+Running 1s test @ http://127.0.0.1:18931/nope
+  1 threads and 1 connections
+  Latency Distribution
+     50%  305.00us
+     75%    2.32ms
+     90%    4.36ms
+     99%   33.36ms
+  1420 requests in 1.02s, 213.68KB read
+  Non-2xx or 3xx responses: 1420
+Requests/sec:   1390.15
+Transfer/sec:    209.19KB
+
+BENCH_JSON {"duration_us": 1021475, "requests": 1420, "bytes": 218812, "errors": {"connect": 0, "read": 0, \
+"write": 0, "timeout": 0, "status": 1420}, "latency_us": {"min": 92, "max": 48462, "mean": 2083.1, "stdev": 5058.9, \
+"percentiles": {"50": 305, "75": 2315, "90": 4357, "95": 6638, "99": 33363, "99.9": 47024}}}
+"""
+
+LUA_GLOBALSINDEX = -10002  # Lua 5.1 / LuaJIT
+
+# wrk's globals as the script sees them, and io.write captured instead of printed.
+WRK_STANDIN = """
+wrk = {headers = {}}
+captured = {}
+io.write = function(...)
+  for i = 1, select("#", ...) do captured[#captured + 1] = tostring(select(i, ...)) end
+end
+"""
+
+
+class LuaJit:
+    """wrk's Lua (LuaJIT 5.1 API) loaded in-process: runs chunks, reads string globals."""
+
+    def __init__(self) -> None:
+        name = ctypes.util.find_library("luajit-5.1") or "libluajit-5.1.so.2"
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            pytest.skip("LuaJIT, the Lua wrk embeds, is not installed (apt-get install wrk)")
+        lib.luaL_newstate.restype = ctypes.c_void_p
+        lib.luaL_openlibs.argtypes = [ctypes.c_void_p]
+        lib.luaL_loadstring.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+        lib.lua_pcall.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.lua_getfield.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p]
+        lib.lua_tolstring.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p]
+        lib.lua_tolstring.restype = ctypes.c_char_p
+        lib.lua_settop.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        lib.lua_close.argtypes = [ctypes.c_void_p]
+        self._lib = lib
+        self._state = lib.luaL_newstate()
+        lib.luaL_openlibs(self._state)
+
+    def run(self, chunk: str) -> None:
+        lib, state = self._lib, self._state
+        if lib.luaL_loadstring(state, chunk.encode()) != 0 or lib.lua_pcall(state, 0, 0, 0) != 0:
+            error = lib.lua_tolstring(state, -1, None)
+            lib.lua_settop(state, 0)
+            raise AssertionError(f"Lua error: {error.decode() if error else '?'}")
+
+    def global_string(self, name: str) -> str:
+        self._lib.lua_getfield(self._state, LUA_GLOBALSINDEX, name.encode())
+        value = self._lib.lua_tolstring(self._state, -1, None)
+        self._lib.lua_settop(self._state, 0)
+        assert value is not None, f"global {name} is not a string"
+        return str(value.decode())
+
+    def close(self) -> None:
+        self._lib.lua_close(self._state)
+
+
+@pytest.fixture
+def lua() -> Iterator[LuaJit]:
+    runtime = LuaJit()
+    runtime.run(WRK_STANDIN)
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def body_file(tmp_path: Path, knowledge: Knowledge) -> Path:
+    path = tmp_path / "body.json"
+    path.write_bytes(json.dumps(realistic_body(knowledge)).encode())
+    return path
+
+
+def test_script_posts_the_body_and_done_prints_the_record(lua: LuaJit, body_file: Path) -> None:
+    lua.run(lua_script(body_file))
+    lua.run('request_line = wrk.method .. " " .. #wrk.body .. " " .. wrk.headers["Content-Type"]')
+    assert lua.global_string("request_line") == f"POST {body_file.stat().st_size} application/json"
+    lua.run(
+        """
+        local stats = {min = 812, max = 41234, mean = 5321.0, stdev = 1200.5}
+        function stats:percentile(p) return p * 100 end
+        done({duration = 3000000, requests = 600, bytes = 123456,
+              errors = {connect = 0, read = 1, write = 0, status = 2, timeout = 0}}, stats, nil)
+        output = table.concat(captured)
+        """
+    )
+    record = parse_wrk_output(lua.global_string("output"))
+    assert record["requests"] == 600
+    assert record["duration_s"] == 3.0
+    assert record["throughput_rps"] == 200.0
+    assert record["latency_ms"] == {
+        "p50": 5.0,
+        "p75": 7.5,
+        "p90": 9.0,
+        "p95": 9.5,
+        "p99": 9.9,
+        "p99.9": 9.99,
+        "min": 0.812,
+        "max": 41.234,
+        "mean": 5.321,
+        "stdev": 1.2,
+    }
+    assert record["errors"] == {"connect": 0, "read": 1, "write": 0, "timeout": 0, "status": 2}
+    assert record["failures"] == 3
+    assert record["ok"] is False
+
+
+def test_paced_script_hands_out_send_slots_at_the_rate(lua: LuaJit, body_file: Path) -> None:
+    lua.run(lua_script(body_file, rate=100))  # a slot every 10 ms
+    lua.run(
+        """
+        local waits = {}
+        for i = 1, 6 do waits[i] = string.format("%.3f", delay()) end
+        waits_text = table.concat(waits, " ")
+        """
+    )
+    waits = [float(value) for value in lua.global_string("waits_text").split()]
+    assert waits[0] == 0.0
+    assert waits == sorted(waits)
+    for index, wait in enumerate(waits):
+        # Slot k is k * 10 ms after the first, less the (tiny) time the calls themselves took.
+        assert index * 10 - 5 <= wait <= index * 10 + 0.001
+
+
+def test_unpaced_script_has_no_delay(lua: LuaJit, body_file: Path) -> None:
+    lua.run(lua_script(body_file))
+    lua.run("has_delay = tostring(delay ~= nil)")
+    assert lua.global_string("has_delay") == "false"
+
+
+def test_script_refuses_a_path_lua_cannot_quote(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot be quoted"):
+        lua_script(tmp_path / "a]==]b.json")
+
+
+def test_wrk_command_is_one_pinned_thread(tmp_path: Path) -> None:
+    command = wrk_command("http://127.0.0.1:1/x", tmp_path / "s.lua", connections=8, duration_s=15, core=1)
+    assert command[:4] == ["taskset", "-c", "1", "wrk"]
+    assert {"-t1", "-c8", "-d15s", "--latency"} <= set(command)
+    assert wrk_command("http://127.0.0.1:1/x", tmp_path / "s.lua", connections=1, duration_s=3)[0] == "wrk"
+
+
+def test_captured_wrk_output_parses_into_the_record() -> None:
+    record = parse_wrk_output(WRK_OUTPUT)
+    assert record["requests"] == 462
+    assert record["throughput_rps"] == pytest.approx(448.1, abs=0.1)
+    assert record["latency_ms"]["p50"] == 3.524
+    assert record["latency_ms"]["p95"] == 33.483
+    assert record["latency_ms"]["p99"] == 81.251
+    assert record["failures"] == 0
+    assert record["ok"] is True
+
+
+def test_non_2xx_answers_are_failures() -> None:
+    record = parse_wrk_output(WRK_OUTPUT_404)
+    assert record["errors"]["status"] == 1420
+    assert record["failures"] == 1420
+    assert record["ok"] is False
+
+
+def test_a_run_where_no_call_completed_is_not_ok() -> None:
+    # What done() prints when the server answered nothing during the run: wrk's empty histogram has sentinels.
+    line = MARKER + json.dumps(
+        {
+            "duration_us": 3012000,
+            "requests": 0,
+            "bytes": 0,
+            "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0, "status": 0},
+            "latency_us": {
+                "min": -9223372036854775808,
+                "max": 0,
+                "mean": 0.0,
+                "stdev": 0.0,
+                "percentiles": {"50": 0, "75": 0, "90": 0, "95": 0, "99": 0, "99.9": 0},
+            },
+        }
+    )
+    stalled = {"target": "service", "workers": 2, "audit": "sqlite", "connections": 32, **parse_wrk_output(line)}
+    assert stalled["ok"] is False
+    assert set(stalled["latency_ms"].values()) == {None}
+    floor = {**stalled, "target": "floor", "audit": None, "requests": 10, "ok": True}
+    floor["latency_ms"] = dict.fromkeys(stalled["latency_ms"], 1.0)
+    assert perf_report.floor_ratios([stalled, floor])[0]["verdict"] == "NO DATA"
+    assert "no call completed" in perf_report.latency_table({"closed_loop": [stalled]})
+
+
+def test_output_without_the_result_line_is_an_error() -> None:
+    text_only = WRK_OUTPUT.split(MARKER)[0]
+    with pytest.raises(ValueError, match="no result line"):
+        parse_wrk_output(text_only)
+
+
+def test_stub_times_every_query_of_a_burst() -> None:
+    """A burst of concurrent queries (as the service sends them) is accepted at once and each one is timed,
+    injected latency included."""
+    patient = {"resourceType": "Patient", "id": "p1"}
+    stub = TimedStub(LocalFhirStore([patient]), latency_s=0.05)
+    stub.start()
+    try:
+        barrier = threading.Barrier(20)
+        statuses: list[int] = []
+
+        def query() -> None:
+            with httpx.Client() as client:
+                barrier.wait()
+                statuses.append(client.get(f"{stub.base('slow')}/Patient/p1", timeout=10).status_code)
+
+        threads = [threading.Thread(target=query) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        served = stub.take()
+    finally:
+        stub.stop()
+    assert statuses == [200] * 20
+    assert len(served) == 20
+    assert all(end - start >= 0.05 for start, end in served)
+    assert stub.take() == []
+
+
+def _result() -> dict[str, Any]:
+    def run(target: str, workers: int, connections: int, p50_us: int, status_errors: int = 0) -> dict[str, Any]:
+        line = MARKER + json.dumps(
+            {
+                "duration_us": 15_000_000,
+                "requests": 3000,
+                "bytes": 1,
+                "errors": {"connect": 0, "read": 0, "write": 0, "timeout": 0, "status": status_errors},
+                "latency_us": {
+                    "min": 1,
+                    "max": 9 * p50_us,
+                    "mean": p50_us,
+                    "stdev": 1,
+                    "percentiles": {"50": p50_us, "75": p50_us, "90": p50_us, "95": 2 * p50_us, "99": 3 * p50_us},
+                },
+            }
+        )
+        audit = "sqlite" if target == "service" else None
+        return {
+            "target": target,
+            "workers": workers,
+            "audit": audit,
+            "connections": connections,
+            **parse_wrk_output(line),
+        }
+
+    closed = [
+        run("service", 1, 1, 5000),
+        run("floor", 1, 1, 1000),  # ratio 5: MISS
+        run("service", 1, 8, 4000),
+        run("floor", 1, 8, 2000),  # ratio 2: PASS
+        {"target": "service", "workers": 2, "audit": "sqlite", "connections": 1, "error": "server did not start"},
+    ]
+    fixed = {"target_rps": 300.0, "connections": 16, "workers": 1, "audit": "sqlite", **run("service", 1, 16, 8000)}
+    fixed["throughput_rps"] = 299.0
+    result: dict[str, Any] = {
+        "quick": False,
+        "measured_at": "2026-11-22T10:00:00+00:00",
+        "elapsed_s": 480.0,
+        "environment": {
+            "git_commit": "abc1234",
+            "git_dirty": False,
+            "python": "3.11.7",
+            "uvicorn": "0.54.0",
+            "fastapi": "0.165.0",
+            "starlette": "1.10.0",
+            "uvicorn_loop": "uvloop",
+            "uvicorn_http": "httptools",
+            "wrk": "4.1.0",
+            "cpu_model": "Test CPU",
+            "cpus": 2,
+            "pinning": {"server_core": 0, "client_core": 1},
+            "log_level": "INFO",
+        },
+        "settings": {"warmup_s": 3, "duration_s": 15, "fixed_rate_s": 30},
+        "payload": {
+            "scenario": "realistic-full-record",
+            "bytes": 76505,
+            "observations": 64,
+            "medicines": 10,
+            "conditions": 8,
+            "cards_returned": 0,
+        },
+        "closed_loop": closed,
+        "postgres_skipped": "no --postgres-url and no CDS_TEST_POSTGRES_URL",
+        "floor_ratio": perf_report.floor_ratios(closed),
+        "fixed_rate": fixed,
+        "fhir_fallback": {"error": "server did not start"},
+        "memory": {
+            "calls_first": 100,
+            "calls_total": 10_000,
+            "rss_kib_at_start": 110_000,
+            "rss_kib_after_first": 112_000,
+            "rss_kib_after_total": 113_000,
+            "growth_kib": 1000,
+            "growth_percent": 0.89,
+            "noise_kib": 5120,
+            "failures": 0,
+            "ok": True,
+        },
+    }
+    result["targets"] = perf_report.targets(result)
+    return result
+
+
+def test_targets_are_judged_from_the_record() -> None:
+    result = _result()
+    assert [(row["service_p50_ms"], row["floor_p50_ms"], row["verdict"]) for row in result["floor_ratio"]] == [
+        (5.0, 1.0, "MISS"),
+        (4.0, 2.0, "PASS"),
+    ]
+    verdicts = [row["verdict"] for row in result["targets"]]
+    assert verdicts == ["PASS", "MISS", "NO DATA", "PASS"]  # p99 24 ms at 299/s; worst ratio 5; no fallback; memory
+    result["fixed_rate"]["throughput_rps"] = 200.0  # the rate not kept: the p99 does not count
+    assert perf_report.targets(result)[0]["verdict"] == "MISS"
+
+
+def test_a_run_with_failures_is_never_a_pass() -> None:
+    result = _result()
+    result["fixed_rate"].update(failures=4, ok=False)
+    assert perf_report.targets(result)[0]["verdict"] == "MISS"
+    assert "4 failures" in perf_report.targets(result)[0]["measured"]
+
+
+def _prose(text: str) -> str:
+    return re.sub(r"(<!-- bench:([\w-]+) -->).*?(<!-- /bench:\2 -->)", r"\1\3", text, flags=re.S)
+
+
+def test_doc_tables_are_regenerated_between_their_markers() -> None:
+    doc = (REPO / "docs" / "performance.md").read_text()
+    tables = perf_report.tables(_result())
+    assert set(tables) == set(perf_report.SECTIONS)
+    updated = perf_report.update_doc(doc, tables)
+    assert _prose(updated) == _prose(doc)  # the prose around the tables stays
+    for name, table in tables.items():
+        assert f"<!-- bench:{name} -->\n{table}\n<!-- /bench:{name} -->" in updated
+    assert perf_report.update_doc(updated, tables) == updated
+    assert "| service | 2 | sqlite | 1 | not measured |" in updated
+    assert "_Not measured: server did not start_" in updated
+
+
+def test_doc_without_a_marker_is_an_error() -> None:
+    with pytest.raises(ValueError, match="memory"):
+        perf_report.update_doc("<!-- bench:latency -->\nx\n<!-- /bench:latency -->\n", {"latency": "t", "memory": "t"})
+
+
+class _Server(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # running in a thread
+        pass
+
+
+@pytest.fixture
+def floor_url() -> Iterator[str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config("bench.floor_app:app", host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    server = _Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive(), "uvicorn stopped while starting"
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.e2e
+def test_floor_app_answers_no_cards_to_the_realistic_body(floor_url: str, body_file: Path) -> None:
+    response = httpx.post(
+        f"{floor_url}/cds-services/palbociclib-order-sign",
+        content=body_file.read_bytes(),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 200
+    assert response.json() == {"cards": []}
+    assert len(body_file.read_bytes()) > 50_000  # the realistic prefetch, not a stub body
