@@ -31,6 +31,8 @@ class Runtime:
     auditors: Auditors
     verifier: JwtVerifier
     admission: Admission
+    fhir_http: tuple[httpx.AsyncClient, ...]
+    """Clients for the EHRs' FHIR servers (``http`` serves the service's own calls, e.g. JWK Sets)."""
 
 
 def get_runtime(request: Request) -> Runtime:

@@ -45,7 +45,7 @@ def gateway_for(
         return None, refusal
     token = request.fhirAuthorization.access_token if request.fhirAuthorization else None
     gateway = FhirGateway(
-        runtime.http,
+        runtime.fhir_http,
         request.fhirServer,
         token,
         timeout=runtime.settings.fhir_query_timeout_seconds,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -60,7 +61,7 @@ class FhirGateway:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: httpx.AsyncClient | Sequence[httpx.AsyncClient],
         base_url: str,
         token: str | None,
         *,
@@ -68,7 +69,11 @@ class FhirGateway:
         max_pages: int,
         request_id: str | None = None,
     ) -> None:
-        self._http = http
+        # Queries are spread over several clients: httpcore's pool re-scans every queued request and
+        # connection whenever one starts or ends (encode/httpcore#1035), so a call's burst of concurrent
+        # queries costs one client quadratically more CPU than it costs several.
+        self._clients = (http,) if isinstance(http, httpx.AsyncClient) else tuple(http)
+        self._sent = 0
         self._base = httpx.URL(base_url.rstrip("/") + "/")
         self._token = token
         self._timeout = timeout
@@ -115,7 +120,9 @@ class FhirGateway:
             return QueryOutcome(key, shown, status, kind, (time.perf_counter() - started) * 1000, entries)
 
         try:
-            async with self._http.stream(
+            client = self._clients[self._sent % len(self._clients)]
+            self._sent += 1
+            async with client.stream(
                 "GET", url, headers=self._headers(), timeout=self._timeout, follow_redirects=False
             ) as response:
                 if response.status_code != 200:
