@@ -1,54 +1,29 @@
-"""The FHIR fallback path timed from both ends: order-sign calls without prefetch against bench/fhir_stub.py with a
-fixed latency injected into every query (its ``slow`` fault), the stub timing each query as it serves it.
+"""The FHIR fallback path timed from both ends: order-sign calls without prefetch against bench/async_fhir_stub.py
+(its own process, on the client core) with a fixed latency injected into every query, the stub timing each query
+as it serves it.
 
 With the queries running concurrently, a call takes about as long as its slowest query; the figure reported is
-the call's total latency (seen by the caller) over the slowest query (seen by the stub).
+the call's total latency (seen by the caller) over the slowest query (seen by the stub). Next to it: each of the
+service's queries made alone by a plain client, the latency no call can go below.
 """
 
 from __future__ import annotations
 
 import json
 import statistics
-import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from bench.fhir_stub import FhirStub
+from bench.async_fhir_stub import StubProcess
 from bench.pinned_server import SERVICE_PATH, KeepAliveClient
-from cds_service.fhir.local import LocalFhirStore
 from cds_service.knowledge import Knowledge
-from cds_service.scenarios import request_from_record, split_record
+from cds_service.prefetch.templates import render, token_values
+from cds_service.scenarios import request_from_record
 from cds_service.settings import Settings
 
 SERVICE = "palbociclib-order-sign"
-
-
-class TimedStub(FhirStub):
-    """The fault-injecting stub, recording (start, end) of every query it answers."""
-
-    def __init__(self, store: LocalFhirStore, latency_s: float) -> None:
-        super().__init__(store, slow_seconds=latency_s)
-        # socketserver listens with a backlog of 5: a burst of concurrent queries would overflow it, and the
-        # connections beyond it would wait a second for the SYN to be retried, timing the stub, not the service.
-        self._server.socket.listen(128)
-        self._served: list[tuple[float, float]] = []
-        self._lock = threading.Lock()
-
-    def answer(self, handler: BaseHTTPRequestHandler, fault: str, rest: str) -> None:
-        started = time.perf_counter()
-        try:
-            super().answer(handler, fault, rest)
-        finally:
-            ended = time.perf_counter()
-            with self._lock:
-                self._served.append((started, ended))
-
-    def take(self) -> list[tuple[float, float]]:
-        with self._lock:
-            served, self._served = self._served, []
-        return served
+STUB_CORE = 1  # the client core: the service runs on core 0
 
 
 def service_limits() -> dict[str, float]:
@@ -71,52 +46,84 @@ def fallback_body(knowledge: Knowledge, scenario: Path, fhir_base: str, index: i
     return json.dumps(request).encode()
 
 
+def service_queries(knowledge: Knowledge, scenario: Path) -> list[str]:
+    """The FHIR queries the service makes for the scenario (its prefetch templates, filled in), relative to the base."""
+    service = knowledge.registry[SERVICE]
+    request = request_from_record(json.loads(scenario.read_text()), service, with_prefetch=False)
+    values = token_values(request["context"])
+    return [query for spec in service.prefetch if (query := render(spec.template, values)) is not None]
+
+
+def single_queries(stub: StubProcess, queries: list[str], rounds: int) -> dict[str, Any]:
+    """Each query made alone, one after another, over one keep-alive connection: its latency seen by the client
+    and by the stub."""
+    seen: list[float] = []
+    with KeepAliveClient(f"http://127.0.0.1:{stub.port}") as client:
+        for query in queries:  # the stub serialises each answer on first use
+            client.request("GET", f"/fhir/{query}")
+        stub.timings()
+        for _ in range(rounds):
+            for query in queries:
+                started = time.perf_counter()
+                status, _ = client.request("GET", f"/fhir/{query}")
+                seen.append((time.perf_counter() - started) * 1000)
+                if status != 200:
+                    raise RuntimeError(f"the FHIR stub answered {status} to one of the service's queries")
+    served = [duration for _, duration in stub.timings()]
+    return {"queries": len(queries), "samples": len(seen), "client_ms": _summary(seen), "stub_ms": _summary(served)}
+
+
 def _unavailable(answer: bytes) -> bool:
     cards = json.loads(answer).get("cards", [])
     return any(card.get("source", {}).get("topic", {}).get("code") == "data-unavailable" for card in cards)
 
 
 def run_fallback(
-    service_url: str, knowledge: Knowledge, scenario: Path, *, latency_s: float, calls: int, warmup: int
+    service_url: str,
+    knowledge: Knowledge,
+    scenario: Path,
+    *,
+    latency_s: float,
+    calls: int,
+    warmup: int,
+    stub_core: int | None = STUB_CORE,
+    single_rounds: int = 2,
 ) -> dict[str, Any]:
     """``calls`` sequential fallback calls (after ``warmup`` untimed ones); per call: total, slowest query, the
-    span from the first query's start to the last one's end, and their ratio."""
+    span from the first query's arrival to the last one's answer, the spread of the arrivals, and total over
+    slowest. Then the service's queries made alone, ``single_rounds`` times each."""
     limits = service_limits()
     if latency_s >= min(limits.values()):
         raise ValueError(f"injected latency {latency_s} s is not below the service's bounds {limits}")
-    _, _, record = split_record(json.loads(scenario.read_text()))
-    stub = TimedStub(LocalFhirStore(record), latency_s)
-    stub.start()
     totals: list[float] = []
     slowest: list[float] = []
     spans: list[float] = []
+    arrivals: list[float] = []
     queries: list[int] = []
     statuses: dict[str, int] = {}
     unavailable = 0
-    try:
-        with KeepAliveClient(service_url, timeout=10) as client:
-            for index in range(warmup + calls):
-                body = fallback_body(knowledge, scenario, stub.base("slow"), index)
-                stub.take()
-                started = time.perf_counter()
-                status, answer = client.request("POST", SERVICE_PATH, body)
-                total = time.perf_counter() - started
-                time.sleep(0.05)  # lets the stub's threads finish recording the queries just answered
-                served = stub.take()
-                if index < warmup:
-                    continue
-                statuses[str(status)] = statuses.get(str(status), 0) + 1
-                if status != 200:
-                    continue
-                if _unavailable(answer) or not served:
-                    unavailable += 1  # some query did not finish: not a complete fallback
-                    continue
-                totals.append(total * 1000)
-                slowest.append(max(end - start for start, end in served) * 1000)
-                spans.append((max(end for _, end in served) - min(start for start, _ in served)) * 1000)
-                queries.append(len(served))
-    finally:
-        stub.stop()
+    with StubProcess(scenario, latency_s, core=stub_core) as stub, KeepAliveClient(service_url, timeout=10) as client:
+        for index in range(warmup + calls):
+            body = fallback_body(knowledge, scenario, stub.base, index)
+            stub.timings()
+            started = time.perf_counter()
+            status, answer = client.request("POST", SERVICE_PATH, body)
+            total = time.perf_counter() - started
+            served = stub.timings()  # waits for answers still being sent
+            if index < warmup:
+                continue
+            statuses[str(status)] = statuses.get(str(status), 0) + 1
+            if status != 200:
+                continue
+            if _unavailable(answer) or not served:
+                unavailable += 1  # some query did not finish: not a complete fallback
+                continue
+            totals.append(total * 1000)
+            slowest.append(max(duration for _, duration in served))
+            spans.append(max(offset + duration for offset, duration in served))  # offsets count from the first
+            arrivals.append(max(offset for offset, _ in served))
+            queries.append(len(served))
+        alone = single_queries(stub, service_queries(knowledge, scenario), single_rounds)
     ratios = [total / slow for total, slow in zip(totals, slowest, strict=True)]
     failures = sum(count for status, count in statuses.items() if status != "200") + unavailable
     result: dict[str, Any] = {
@@ -129,6 +136,8 @@ def run_fallback(
         "failures": failures,
         "ok": failures == 0 and bool(totals),
         "service_limits": limits,
+        "stub": {"server": "bench.async_fhir_stub", "core": stub_core},
+        "single_query_alone": alone,
     }
     if totals:
         result.update(
@@ -137,6 +146,7 @@ def run_fallback(
                 "total_ms": _summary(totals),
                 "slowest_query_ms": _summary(slowest),
                 "query_span_ms": _summary(spans),
+                "arrival_spread_ms": _summary(arrivals),
                 "ratio_total_over_slowest": {key: round(value, 3) for key, value in _summary(ratios).items()},
             }
         )

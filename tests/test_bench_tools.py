@@ -20,11 +20,13 @@ import pytest
 import uvicorn
 
 from bench import perf_report
-from bench.fallback_timing import TimedStub
+from bench.async_fhir_stub import StubProcess
+from bench.fallback_timing import service_queries
 from bench.run_all import realistic_body
 from bench.wrk_driver import MARKER, lua_script, parse_wrk_output, wrk_command
 from cds_service.fhir.local import LocalFhirStore
 from cds_service.knowledge import Knowledge
+from cds_service.scenarios import split_record
 from tests.support import REPO
 
 # Captured from wrk 4.1.0 running the generated script against bench/floor_app.py (1 s, 2 connections).
@@ -253,33 +255,47 @@ def test_output_without_the_result_line_is_an_error() -> None:
         parse_wrk_output(text_only)
 
 
-def test_stub_times_every_query_of_a_burst() -> None:
-    """A burst of concurrent queries (as the service sends them) is accepted at once and each one is timed,
-    injected latency included."""
-    patient = {"resourceType": "Patient", "id": "p1"}
-    stub = TimedStub(LocalFhirStore([patient]), latency_s=0.05)
-    stub.start()
-    try:
-        barrier = threading.Barrier(20)
+@pytest.mark.e2e
+def test_async_stub_answers_after_the_latency_and_reports_each_query(knowledge: Knowledge) -> None:
+    """The stub (its own process) answers one of the service's searches with the scenario's Bundle after the
+    injected latency, and /_timings reports every query of a concurrent burst, then starts afresh."""
+    scenario = REPO / "fhir_fixtures" / "realistic-full-record.json"
+    store = LocalFhirStore(split_record(json.loads(scenario.read_text()))[2])
+    searches = [query for query in service_queries(knowledge, scenario) if "?" in query]
+    query = next(query for query in searches if (store.query(query) or {}).get("entry"))
+    with StubProcess(scenario, latency_s=0.05) as stub:
+        assert stub.timings() == []
+        started = time.perf_counter()
+        response = httpx.get(f"{stub.base}/{query}", timeout=10)
+        elapsed = time.perf_counter() - started
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/fhir+json"
+        assert response.json() == store.query(query)
+        assert elapsed >= 0.05
+        [(offset, duration)] = stub.timings(reset=False)
+        assert offset == 0.0
+        assert duration >= 50
+        assert stub.timings() == [(offset, duration)]  # kept until a reset
+
+        barrier = threading.Barrier(len(searches))
         statuses: list[int] = []
 
-        def query() -> None:
+        def search(relative: str) -> None:
             with httpx.Client() as client:
                 barrier.wait()
-                statuses.append(client.get(f"{stub.base('slow')}/Patient/p1", timeout=10).status_code)
+                statuses.append(client.get(f"{stub.base}/{relative}", timeout=10).status_code)
 
-        threads = [threading.Thread(target=query) for _ in range(20)]
+        threads = [threading.Thread(target=search, args=(relative,)) for relative in searches]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=20)
-        served = stub.take()
-    finally:
-        stub.stop()
-    assert statuses == [200] * 20
-    assert len(served) == 20
-    assert all(end - start >= 0.05 for start, end in served)
-    assert stub.take() == []
+        burst = stub.timings()
+        assert httpx.get(f"{stub.base}/Patient/no-such-patient", timeout=10).status_code == 404
+    assert statuses == [200] * len(searches)
+    assert len(burst) == len(searches)
+    assert min(offset for offset, _ in burst) == 0.0
+    assert all(duration >= 50 for _, duration in burst)
 
 
 def _result() -> dict[str, Any]:
