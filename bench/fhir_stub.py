@@ -35,6 +35,11 @@ FAULTS = (
 
 
 class _QuietServer(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 overflows under a hook call's burst of concurrent queries; the
+    # connections beyond it wait a second for a SYN retry, which would time the stub, not the service.
+    request_queue_size = 128
+    daemon_threads = True
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # resets and broken pipes are the faults being injected
 

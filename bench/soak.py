@@ -5,7 +5,11 @@ Mix per second (default 20 calls/s): full-prefetch calls over the fixture scenar
 healthy FHIR endpoint and to faulty ones (slow, 503, reset, malformed, endless next links), malformed
 requests (400) and feedback. Every answer must be < 500; memory is sampled from /proc every 10 s.
 
-    .venv/bin/python bench/soak.py [--minutes 3] [--rate 20] [--json bench/results/soak.json]
+    .venv/bin/python bench/soak.py [--minutes 3] [--rate 20] [--hogs 0] [--io-hog] [--json bench/results/soak.json]
+
+``--hogs N`` runs N busy processes and ``--io-hog`` a writer that fsyncs continuously, for the same mix on a
+machine that is busy with other work. A 503 with ``Retry-After`` is load shedding, counted apart from errors;
+an error is any other 5xx, or a call that got no answer within the client's 10 s.
 """
 
 from __future__ import annotations
@@ -44,6 +48,37 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+_CPU_HOG = "while True: pass"
+_IO_HOG = """
+import os, sys
+path = sys.argv[1]
+while True:
+    with open(path, "wb") as handle:
+        for _ in range(64):
+            handle.write(os.urandom(65536))
+            handle.flush()
+            os.fsync(handle.fileno())
+"""
+
+
+def failed(status: str) -> bool:
+    """Not an answer, or a server error other than load shedding (503 with Retry-After)."""
+    return not status.isdigit() or (int(status) >= 500 and status != "503")
+
+
+def growth_after_first_minute(memory: list[tuple[float, int]]) -> int | None:
+    after = [m for t, m in memory if t >= 60]
+    return memory[-1][1] - after[0] if after else None
+
+
+def start_hogs(cpu: int, io: bool) -> list[subprocess.Popen[bytes]]:
+    hogs = [subprocess.Popen([sys.executable, "-c", _CPU_HOG]) for _ in range(cpu)]
+    if io:
+        scratch = Path(tempfile.mkdtemp(prefix="cds-soak-io-")) / "hog.bin"
+        hogs.append(subprocess.Popen([sys.executable, "-c", _IO_HOG, str(scratch)]))
+    return hogs
+
+
 def build_requests() -> list[tuple[str, bytes]]:
     knowledge = load_knowledge(REPO / "cards")
     service = knowledge.registry[SERVICE]
@@ -58,8 +93,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--rate", type=float, default=20.0, help="calls per second")
+    parser.add_argument("--hogs", type=int, default=0, help="busy processes competing for the cores")
+    parser.add_argument("--io-hog", action="store_true", help="also a process that writes and fsyncs continuously")
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "soak.json")
     args = parser.parse_args()
+    hogs = start_hogs(args.hogs, args.io_hog)
 
     knowledge = load_knowledge(REPO / "cards")
     base_record = json.loads((REPO / "fhir_fixtures" / "clean-base-order.json").read_text())
@@ -149,12 +187,18 @@ def main() -> int:
     server.wait(timeout=15)
     stub.terminate()
     stub.wait(timeout=10)
+    for hog in hogs:
+        hog.kill()
+        hog.wait()
     stub.stdout.close()
 
-    errors = {k: v for k, v in statuses.items() if not k.split(":")[1].isdigit() or int(k.split(":")[1]) >= 500}
+    errors = {k: v for k, v in statuses.items() if failed(k.split(":")[1])}
+    shed = sum(v for k, v in statuses.items() if k.endswith(":503"))
     result: dict[str, Any] = {
         "minutes": args.minutes,
         "rate_per_s": args.rate,
+        "hogs": {"cpu": args.hogs, "io": args.io_hog},
+        "shed_503": shed,
         "calls": index,
         "statuses": dict(statuses),
         "server_errors_or_failures": errors,
@@ -164,9 +208,7 @@ def main() -> int:
             if v
         },
         "rss_kib_over_time": memory,
-        "rss_growth_kib_after_first_minute": (memory[-1][1] - next(m for t, m in memory if t >= 60))
-        if any(t >= 60 for t, _ in memory)
-        else None,
+        "rss_growth_kib_after_first_minute": growth_after_first_minute(memory),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -179,6 +221,7 @@ def main() -> int:
                     "calls",
                     "statuses",
                     "server_errors_or_failures",
+                    "shed_503",
                     "latency_ms",
                     "rss_growth_kib_after_first_minute",
                 )
