@@ -71,6 +71,19 @@ def growth_after_first_minute(memory: list[tuple[float, int]]) -> int | None:
     return memory[-1][1] - after[0] if after else None
 
 
+def wait_ready(url: str, seconds: float) -> bool:
+    """The soak measures a running service, not its start-up: calls begin once /readyz answers 200."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    return False
+
+
 def start_hogs(cpu: int, io: bool) -> list[subprocess.Popen[bytes]]:
     hogs = [subprocess.Popen([sys.executable, "-c", _CPU_HOG]) for _ in range(cpu)]
     if io:
@@ -123,12 +136,11 @@ def main() -> int:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            requests.get(f"{url}/healthz", timeout=1)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.05)
+    if not wait_ready(url, seconds=60):
+        server.kill()
+        stub.kill()
+        print("the service did not become ready within 60 s", file=sys.stderr)
+        return 2
 
     statuses: Counter[str] = Counter()
     latencies: dict[str, list[float]] = {"prefetch": [], "fallback": [], "fault": [], "bad": [], "feedback": []}

@@ -76,7 +76,12 @@ def create_app(
                 new_uuid,
                 Auditors(settings.auditors),
                 verifier,
-                Admission(settings.max_concurrent_calls, settings.retry_after_seconds),
+                Admission(
+                    settings.max_concurrent_calls,
+                    settings.retry_after_seconds,
+                    store.backlog,
+                    settings.max_audit_backlog,
+                ),
                 tuple(fhir_http),
             )
             if not settings.auth_required:

@@ -87,6 +87,11 @@ AUDIT_WRITE_SECONDS: Final = Histogram(
 )
 # The spool is one file per data directory, shared by the workers: every worker reads the same depth, and the
 # worker answering the scrape reads it last, so its value is the one to show.
+AUDIT_LATE: Final = Counter(
+    "cds_audit_late_records_total",
+    "Calls answered before their audit record was committed, because the store took longer than "
+    "CDS_AUDIT_WAIT_SECONDS (the record stays queued and is committed when the store catches up).",
+)
 SPOOL_DEPTH: Final = Gauge(
     "cds_audit_spool_depth",
     "Audit records waiting in the local spool for the database, read when /metrics is scraped.",
@@ -139,6 +144,10 @@ def observe_fhir_query(outcome: FhirOutcome, seconds: float) -> None:
 def observe_audit_write(seconds: float) -> None:
     """One audit record made durable (committed or spooled)."""
     AUDIT_WRITE_SECONDS.observe(seconds)
+
+
+def count_late_audit_record() -> None:
+    AUDIT_LATE.inc()
 
 
 def track_spool(depth: Callable[[], int]) -> None:

@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     """Hook calls one worker evaluates at once; beyond, 503 with Retry-After at once instead of a queue."""
     max_connections: int = Field(default=1024, ge=8, le=100_000)
     """Open connections one worker accepts (uvicorn ``limit_concurrency``); beyond, uvicorn answers 503."""
+    audit_wait_seconds: float = Field(default=2.0, gt=0, le=60)
+    """Longest a call waits for its audit record to be committed before it answers anyway (the record stays
+    queued and is committed when the store catches up)."""
+    max_audit_backlog: int = Field(default=2000, ge=10, le=1_000_000)
+    """Audit records one worker may hold queued; beyond, calls are refused (503) and /readyz fails."""
     retry_after_seconds: int = Field(default=1, ge=1, le=3600)
     """``Retry-After`` of a 503 answered under overload."""
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)

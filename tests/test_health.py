@@ -16,7 +16,13 @@ def test_ready_while_the_database_or_the_spool_can_take_records(
     monkeypatch.setattr(store, "reachable", lambda: False)
     spool_only = client.get("/readyz")
     assert spool_only.status_code == 200
-    assert spool_only.json() == {"status": "ready", "auditDatabase": False, "auditSpool": True, "spoolDepth": 0}
+    assert spool_only.json() == {
+        "status": "ready",
+        "auditDatabase": False,
+        "auditSpool": True,
+        "spoolDepth": 0,
+        "auditBacklog": 0,
+    }
     monkeypatch.setattr(store.spool, "path", Path("/nonexistent-cds-dir/spool.jsonl"))
     neither = client.get("/readyz")
     assert neither.status_code == 503

@@ -18,16 +18,18 @@ async def healthz(runtime: RuntimeDep) -> Response:
     return json_response({"status": "ok"}, runtime.knowledge.version)
 
 
-@router.get("/readyz", summary="Readiness: the audit store or its spool can take records")
+@router.get("/readyz", summary="Readiness: the audit store or its spool can take records, and is not far behind")
 async def readyz(runtime: RuntimeDep) -> Response:
     database = await run_in_threadpool(runtime.audit.reachable)
     spool_dir = runtime.audit.spool.path.parent
     spool = spool_dir.is_dir() and os.access(spool_dir, os.W_OK)
-    ready = database or spool
+    behind = runtime.admission.audit_behind()
+    ready = (database or spool) and not behind
     body = {
         "status": "ready" if ready else "not ready",
         "auditDatabase": database,
         "auditSpool": spool,
         "spoolDepth": runtime.audit.spool.depth(),
+        "auditBacklog": runtime.audit.backlog(),
     }
     return json_response(body, runtime.knowledge.version, status_code=200 if ready else 503)

@@ -6,6 +6,7 @@ Every call is recorded in the audit log before its response is sent: the cards, 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -25,6 +26,7 @@ from cds_service.schemas.parse import parse_hook_request
 from cds_service.services import ServiceDefinition
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 
 def service_or_404(runtime: Runtime, service_id: str) -> ServiceDefinition:
@@ -153,7 +155,24 @@ async def call_service(service_id: str, request: Request, runtime: RuntimeDep) -
 
 
 async def _record(runtime: Runtime, record: InvocationRecord) -> None:
-    """Committed (or spooled) before the answer goes out; the wait holds no thread."""
+    """Committed (or spooled) before the answer goes out, unless the store stalls for longer than
+    ``CDS_AUDIT_WAIT_SECONDS``: then the answer goes out and the record, complete and queued, is committed
+    when the store catches up. A disk that stalls for seconds must not hold the clinician's order."""
     started = time.perf_counter()
-    await asyncio.wrap_future(runtime.audit.submit_invocation(record))
+    written = asyncio.wrap_future(runtime.audit.submit_invocation(record))
+    written.add_done_callback(_settled)
+    try:
+        await asyncio.wait_for(asyncio.shield(written), runtime.settings.audit_wait_seconds)
+    except TimeoutError:
+        metrics.count_late_audit_record()
+        log.warning(
+            "audit record not committed within %.1f s; answered, the record stays queued",
+            runtime.settings.audit_wait_seconds,
+        )
+        return
     metrics.observe_audit_write(time.perf_counter() - started)
+
+
+def _settled(written: asyncio.Future[bool]) -> None:
+    if not written.cancelled() and written.exception() is not None:
+        log.error("audit record failed: %s", type(written.exception()).__name__)

@@ -51,6 +51,8 @@ class VerifyResult:
 
 
 class AuditStore(Protocol):
+    def backlog(self) -> int: ...
+
     def record_invocation(self, record: InvocationRecord) -> None: ...
 
     def record_feedback(self, service_id: str, items: Sequence[FeedbackItem]) -> FeedbackResult: ...
@@ -216,6 +218,10 @@ class SqlAuditStore:
             **content,
             "kind": kind,
         }
+
+    def backlog(self) -> int:
+        """Records queued for the writer and not yet committed or spooled."""
+        return self._writer.queued()
 
     def record_invocation(self, record: InvocationRecord) -> None:
         self.submit_invocation(record).result()
