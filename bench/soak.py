@@ -71,6 +71,28 @@ def growth_after_first_minute(memory: list[tuple[float, int]]) -> int | None:
     return memory[-1][1] - after[0] if after else None
 
 
+def server_latency(url: str) -> dict[str, Any]:
+    """Hook-call latency as the server measured it (its /metrics histogram), by HTTP status: the share of calls
+    answered within each bucket bound, to tell the server's own delays from the load client's."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    by_status: dict[str, dict[float, float]] = {}
+    for family in text_string_to_metric_families(requests.get(f"{url}/metrics", timeout=10).text):
+        for sample in family.samples:
+            if sample.name == "cds_hook_request_seconds_bucket" and sample.labels.get("service") == SERVICE:
+                buckets = by_status.setdefault(sample.labels["status"], {})
+                buckets[float(sample.labels["le"])] = sample.value
+    out: dict[str, Any] = {}
+    for status, buckets in sorted(by_status.items()):
+        total = buckets.get(float("inf"), 0.0)
+        if total:
+            out[status] = {
+                "calls": int(total),
+                "share_within_ms": {f"{b * 1000:g}": round(n / total, 4) for b, n in sorted(buckets.items())},
+            }
+    return out
+
+
 def wait_ready(url: str, seconds: float) -> bool:
     """The soak measures a running service, not its start-up: calls begin once /readyz answers 200."""
     deadline = time.monotonic() + seconds
@@ -195,6 +217,7 @@ def main() -> int:
     for thread in threads:
         thread.join(timeout=15)
     memory.append((round(time.monotonic() - started, 1), rss_kib(server.pid)))
+    server_side = server_latency(url)
     server.terminate()
     server.wait(timeout=15)
     stub.terminate()
@@ -219,6 +242,7 @@ def main() -> int:
             for k, v in latencies.items()
             if v
         },
+        "server_side_hook_latency": server_side,
         "rss_kib_over_time": memory,
         "rss_growth_kib_after_first_minute": growth_after_first_minute(memory),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -235,6 +259,7 @@ def main() -> int:
                     "server_errors_or_failures",
                     "shed_503",
                     "latency_ms",
+                    "server_side_hook_latency",
                     "rss_growth_kib_after_first_minute",
                 )
             },
