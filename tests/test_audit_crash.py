@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,14 +19,7 @@ import pytest
 
 from cds_service.audit.store import SqlAuditStore
 from cds_service.knowledge import Knowledge
-from tests.support import REPO, SIGN, hook_request
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.support import REPO, SIGN, free_port, hook_request
 
 
 def _start(data: Path, port: int) -> subprocess.Popen[bytes]:
@@ -53,7 +45,7 @@ def _start(data: Path, port: int) -> subprocess.Popen[bytes]:
 
 @pytest.mark.e2e
 def test_sigkill_under_load_loses_no_answered_call(tmp_path: Path, knowledge: Knowledge) -> None:
-    port = _free_port()
+    port = free_port()
     server = _start(tmp_path, port)
     base = hook_request(knowledge, "partner-missing")
     answered: list[str] = []

@@ -9,7 +9,6 @@ full-page screenshot to build/screenshots/audit-page.png for people to look at."
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from cds_service.audit.auditors import hash_password
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
 from tests.conftest import fixed_clock
-from tests.support import REPO, SIGN, hook_request
+from tests.support import REPO, SIGN, free_port, hook_request
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = REPO / "build" / "screenshots" / "audit-page.png"
@@ -53,13 +52,6 @@ pytestmark = [
 class Service:
     url: str
     rules: set[str]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class _Server(uvicorn.Server):
@@ -114,7 +106,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, knowledge: Knowledge) -> I
         audit_cookie_secure=False,
         auditors={AUDITOR[0]: hash_password(AUDITOR[1], iterations=1000)},
     )
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         create_app(settings, clock=fixed_clock), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
     )

@@ -3,7 +3,6 @@ real HTTP FHIR stub, feedback, and CORS for browser clients such as the CDS Hook
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,16 +20,9 @@ from cds_service.knowledge import Knowledge
 from cds_service.scenarios import split_record
 from cds_service.settings import Settings
 from tests.conftest import fixed_clock
-from tests.support import REPO, SIGN, assert_valid, fallback_request, hook_request, rule_ids, scenario
+from tests.support import REPO, SIGN, assert_valid, fallback_request, free_port, hook_request, rule_ids, scenario
 
 SANDBOX = "https://sandbox.cds-hooks.org"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class _Server(uvicorn.Server):
@@ -40,7 +32,7 @@ class _Server(uvicorn.Server):
 
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("e2e"),
         cards_dir=REPO / "cards",
@@ -170,7 +162,7 @@ def test_serve_command_starts_the_service(tmp_path_factory: pytest.TempPathFacto
     import subprocess
     import sys
 
-    port = _free_port()
+    port = free_port()
     data = tmp_path_factory.mktemp("serve")
     env = {**os.environ, "CDS_DATA_DIR": str(data)}
     process = subprocess.Popen(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from cds_service.security.jwt_auth import JwtVerifier, TrustedClient, Unauthoriz
 from cds_service.security.keys import KeyCache
 from cds_service.settings import Settings
 from tests.conftest import fixed_clock
-from tests.support import REPO, SIGN, hook_request
+from tests.support import REPO, SIGN, free_port, hook_request
 
 SPEC_DIR = REPO.parent / "shared" / "cds-hooks-spec" / "examples"
 ISS = "https://ehr.example.org"
@@ -237,13 +236,6 @@ def test_untrusted_client_configuration_is_refused() -> None:
         TrustedClient(iss=ISS)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_jti_replay_is_refused_across_two_server_processes(tmp_path: Path, knowledge: Any) -> None:
     """Two replicas on one audit database: a token used on one is refused by the other."""
     env = {
@@ -254,7 +246,7 @@ def test_jti_replay_is_refused_across_two_server_processes(tmp_path: Path, knowl
         "CDS_TRUSTED_CLIENTS": json.dumps([{"iss": ISS, "jwks": {"keys": [ES_JWK]}}]),
         "CDS_LOG_LEVEL": "warning",
     }
-    ports = [_free_port(), _free_port()]
+    ports = [free_port(), free_port()]
     servers = [
         subprocess.Popen(
             [sys.executable, "-m", "cds_service", "serve", "--port", str(p)],

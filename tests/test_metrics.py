@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cds_service.fhir.client import FhirGateway
 from cds_service.knowledge import Knowledge
 from cds_service.scenarios import record_resources
-from tests.support import REPO, SELECT, SIGN, fallback_request, fhir_routes, hook_request, scenario
+from tests.support import REPO, SELECT, SIGN, fallback_request, fhir_routes, free_port, hook_request, scenario
 
 BASE = "https://ehr.example.org/fhir"
 HOOK = "cds_hook_request_seconds"
@@ -233,16 +232,9 @@ def test_metrics_need_no_jwt_and_are_described(make_client: Any) -> None:
 # Several workers, one PROMETHEUS_MULTIPROC_DIR: whichever worker answers the scrape, it reports every call.
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    port, multiproc = _free_port(), tmp_path / "prometheus"
+    port, multiproc = free_port(), tmp_path / "prometheus"
     multiproc.mkdir()
     env = {
         **os.environ,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -35,7 +34,7 @@ from cds_service.knowledge import Knowledge
 from cds_service.scenarios import request_from_record
 from cds_service.security.jwt_auth import TrustedClient
 from cds_service.settings import Settings
-from tests.support import REPO, SELECT, SIGN, scenario, scenario_names
+from tests.support import REPO, SELECT, SIGN, free_port, scenario, scenario_names
 
 pytestmark = [pytest.mark.postgres, pytest.mark.e2e]
 
@@ -82,18 +81,11 @@ class Replica:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @contextmanager
 def _replica(directory: Path, database: str, *, workers: int, env: dict[str, str] | None = None) -> Iterator[Replica]:
     """One ``python -m cds_service serve`` process with its own data directory (and so its own spool)."""
     directory.mkdir(parents=True)
-    port = _free_port()
+    port = free_port()
     settings = {
         "CDS_AUDIT_DB_URL": database,
         "CDS_DATA_DIR": str(directory / "data"),

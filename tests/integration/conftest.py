@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -39,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cds_service.app import create_app
 from cds_service.security.jwt_auth import TrustedClient
 from cds_service.settings import Settings
-from tests.support import REFERENCE_TIME, REPO
+from tests.support import REFERENCE_TIME, REPO, free_port
 
 SEKMET_VERSION = "0.1.1"
 SEKMET_REQUIREMENT = f"sekmet-fhir=={SEKMET_VERSION}"
@@ -47,13 +46,6 @@ FHIR_VENV = REPO / ".venv-fhir"
 FHIR_TOKEN = "integration-fhir-token"
 ISS = "https://ehr-simulator.integration.test"
 KID = "simulator-es384"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _tail(text: str, lines: int = 15) -> str:
