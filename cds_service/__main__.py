@@ -34,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
     from cds_service import logging_setup
 
     uvicorn.run(
-        "cds_service.app:create_app",
+        "cds_service.app:serving_app",
         factory=True,
         host=args.host or settings.host,
         port=args.port or settings.port,

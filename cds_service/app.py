@@ -3,6 +3,7 @@ store, CORS and the routes. Knowledge is loaded here, so a bad card or site conf
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -43,6 +44,7 @@ def create_app(
     clock: Callable[[], datetime] = _now,
     new_uuid: Callable[[], str] = lambda: str(uuid4()),
     audit: SqlAuditStore | None = None,
+    freeze_heap: bool = False,
 ) -> FastAPI:
     settings = settings or Settings()
     # httpx logs every request's URL at INFO, and FHIR query URLs name the patient: keep them out of logs.
@@ -89,6 +91,11 @@ def create_app(
             elif not settings.trusted_clients:
                 log.warning("no trusted CDS clients configured (CDS_TRUSTED_CLIENTS): every call will be refused")
             log.info("service ready", extra={"knowledge_version": knowledge.version})
+            if freeze_heap:
+                # What start-up built (knowledge, models, the database layer: ~150,000 objects) lives as long
+                # as the process; frozen, the cyclic collector stops re-scanning it (~1.4 ms of each hook call).
+                gc.collect()
+                gc.freeze()
             try:
                 yield
             finally:
@@ -115,3 +122,8 @@ def create_app(
     app.include_router(metrics.router)
     openapi.install(app)
     return app
+
+
+def serving_app() -> FastAPI:
+    """The app uvicorn serves (``serve``): one per worker process, its start-up heap frozen."""
+    return create_app(freeze_heap=True)

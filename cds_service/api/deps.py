@@ -35,7 +35,8 @@ class Runtime:
     """Clients for the EHRs' FHIR servers (``http`` serves the service's own calls, e.g. JWK Sets)."""
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    # async: FastAPI runs a plain-function dependency in its thread pool, a thread hop on every call.
     runtime: Runtime = request.app.state.runtime
     return runtime
 

@@ -62,6 +62,13 @@ class AuditStore(Protocol):
     def close(self) -> None: ...
 
 
+# Built once: constructing a statement costs more than executing its cached compiled form.
+_HEAD = tables.chain_head.c
+_LOCK_HEAD = update(tables.chain_head).where(_HEAD.id == 1).values(seq=_HEAD.seq)
+_READ_HEAD = select(_HEAD.seq, _HEAD.chain_digest).where(_HEAD.id == 1)
+_MOVE_HEAD = update(tables.chain_head).where(_HEAD.id == 1)
+
+
 def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
     def connect(dbapi_connection: Any, _: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -113,10 +120,9 @@ class SqlAuditStore:
     # -- writing -------------------------------------------------------------------------------
     def _append(self, connection: Connection, entries: Sequence[dict[str, Any]]) -> list[bool | Exception]:
         """Chain ``entries`` onto the log in one transaction; ``False`` for a feedback item already stored."""
-        head_row = tables.chain_head.c
         # Writing the head first takes the write lock before reading it, so appends never interleave.
-        connection.execute(update(tables.chain_head).where(head_row.id == 1).values(seq=head_row.seq))
-        head = connection.execute(select(head_row.seq, head_row.chain_digest).where(head_row.id == 1)).one()
+        connection.execute(_LOCK_HEAD)
+        head = connection.execute(_READ_HEAD).one()
         seq, previous = int(head.seq), str(head.chain_digest)
         results: list[bool | Exception] = []
         records: list[dict[str, Any]] = []
@@ -163,7 +169,7 @@ class SqlAuditStore:
                 connection.execute(insert(tables.card_index), cards)
             if feedback:
                 connection.execute(insert(tables.feedback_index), feedback)
-            connection.execute(update(tables.chain_head).where(head_row.id == 1).values(seq=seq, chain_digest=previous))
+            connection.execute(_MOVE_HEAD, {"seq": seq, "chain_digest": previous})
         return results
 
     @staticmethod

@@ -49,7 +49,8 @@ def _dropped(resource: dict[str, Any]) -> bool:
         return True
     if resource.get("doNotPerform") is True:  # an order NOT to give a medicine is no use of it
         return True
-    return any(c.code in _DROPPED_STATUSES for c in codings(resource.get("verificationStatus")))
+    verification = resource.get("verificationStatus")
+    return verification is not None and any(c.code in _DROPPED_STATUSES for c in codings(verification))
 
 
 def coded_fact(resource: dict[str, Any], domain: str, vs: ValueSets, date_fields: tuple[str, ...]) -> CodedFact:

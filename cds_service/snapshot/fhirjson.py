@@ -40,24 +40,45 @@ def as_float(value: Any) -> float | None:
 
 def codings(concept: Any) -> list[Code]:
     """The codings of a CodeableConcept (or a bare Coding), skipping malformed ones."""
-    concept = as_dict(concept)
-    items = as_list(concept.get("coding")) if "coding" in concept else [concept]
+    # Called for nearly every element of every resource of a call: plain type checks, no helper calls.
+    if not isinstance(concept, dict):
+        return []
+    if "coding" in concept:
+        items = concept["coding"]
+        if not isinstance(items, list):
+            items = [items] if isinstance(items, dict) else []
+    else:
+        items = [concept]
     out = []
     for item in items:
-        item = as_dict(item)
+        if not isinstance(item, dict):
+            continue
         code = item.get("code")
-        if isinstance(code, str | int) and str(code).strip():
-            out.append(
-                Code(system=str(item.get("system") or ""), code=str(code).strip(), display=as_str(item.get("display")))
+        if isinstance(code, str):
+            code = code.strip()
+            if not code:
+                continue
+        elif isinstance(code, int):
+            code = str(code)
+        else:
+            continue
+        display = item.get("display")
+        out.append(
+            Code(
+                system=str(item.get("system") or ""),
+                code=code,
+                display=display if isinstance(display, str) and display.strip() else None,
             )
+        )
     return out
 
 
 def concept_text(concept: Any) -> str:
     """Human text of a CodeableConcept: its text, else the displays of its codings."""
-    concept = as_dict(concept)
-    text = as_str(concept.get("text"))
-    if text:
+    if not isinstance(concept, dict):
+        return ""
+    text = concept.get("text")
+    if isinstance(text, str) and text.strip():
         return text
     return "; ".join(c.display for c in codings(concept) if c.display)
 
@@ -121,7 +142,9 @@ def bundle_resources(value: Any) -> Iterator[dict[str, Any]]:
 
 def reference_id(reference: Any) -> tuple[str | None, str | None]:
     """``(type, id)`` of a Reference (relative or absolute URL); ``(None, "#x")`` for contained ones."""
-    ref = as_str(as_dict(reference).get("reference"))
+    if not isinstance(reference, dict):
+        return None, None
+    ref = as_str(reference.get("reference"))
     if ref is None:
         return None, None
     if ref.startswith("#"):

@@ -49,15 +49,17 @@ def newest_first(lab: LabResult) -> tuple[int, float]:
 
 
 def _quantity(value: Any) -> tuple[float | None, str | None, str]:
-    quantity = as_dict(value)
-    number = as_float(quantity.get("value"))
-    system = quantity.get("system")
-    code = as_str(quantity.get("code")) if system in (None, "http://unitsofmeasure.org") else None
-    unit = code or as_str(quantity.get("unit"))
-    shown_unit = as_str(quantity.get("unit")) or code or ""
-    comparator = as_str(quantity.get("comparator")) or ""
-    original = f"{comparator}{quantity.get('value')} {shown_unit}".strip()
-    return number, unit, original
+    """Number, unit to convert from (UCUM code, else the human unit) and the value as received."""
+    if not isinstance(value, dict):
+        return None, None, ""
+    raw = value.get("value")
+    number = as_float(raw)
+    system = value.get("system")
+    code = as_str(value.get("code")) if system is None or system == "http://unitsofmeasure.org" else None
+    human = as_str(value.get("unit"))
+    comparator = as_str(value.get("comparator")) or ""
+    original = f"{comparator}{raw} {human or code or ''}".strip()
+    return number, code or human, original
 
 
 def _result_concepts(element: dict[str, Any], vs: ValueSets) -> tuple[frozenset[str], str | None]:
@@ -90,15 +92,16 @@ def _one(
     resource: dict[str, Any],
     vs: ValueSets,
     when: datetime | None,
-    ranges: list[Any],
+    label: str,
 ) -> LabResult:
     unit_spec = LAB_UNITS.get(concept)
     value: float | None = None
     unit: str | None = None
+    raw_unit: str | None = None
     interpretable = True
     original = ""
     if "valueQuantity" in element:
-        number, raw_unit, original = _quantity(element.get("valueQuantity"))
+        number, raw_unit, original = _quantity(element["valueQuantity"])
         if number is not None and unit_spec is not None:
             value = convert(number, raw_unit, unit_spec)
             unit = unit_spec.canonical
@@ -106,26 +109,27 @@ def _one(
         else:
             interpretable = False
     results, shown = _result_concepts(element, vs)
-    value_date = parse_datetime(element.get("valueDateTime")) or parse_datetime(
-        as_dict(element.get("valuePeriod")).get("start")
-    )
+    value_date = None
+    if "valueDateTime" in element or "valuePeriod" in element:
+        value_date = parse_datetime(element.get("valueDateTime")) or parse_datetime(
+            as_dict(element.get("valuePeriod")).get("start")
+        )
     if not original:
         original = shown or (value_date.date().isoformat() if value_date else "")
     low = high = None
-    if unit_spec is not None:
-        for reference in ranges:
-            reference = as_dict(reference)
-            low_q, high_q = as_dict(reference.get("low")), as_dict(reference.get("high"))
-            if low_q:
-                number, raw_unit, _ = _quantity(low_q)
-                low = convert(number, raw_unit or _unit_of(element), unit_spec) if number is not None else None
-            if high_q:
-                number, raw_unit, _ = _quantity(high_q)
-                high = convert(number, raw_unit or _unit_of(element), unit_spec) if number is not None else None
-            break
-    label = concept_text(element.get("code")) or concept
+    ranges = as_list(element.get("referenceRange"))
+    if unit_spec is not None and ranges:
+        reference = as_dict(ranges[0])
+        if reference.get("low"):
+            number, range_unit, _ = _quantity(reference["low"])
+            low = convert(number, range_unit or raw_unit, unit_spec) if number is not None else None
+        if reference.get("high"):
+            number, range_unit, _ = _quantity(reference["high"])
+            high = convert(number, range_unit or raw_unit, unit_spec) if number is not None else None
+    body_site = resource.get("bodySite")
     return LabResult(
-        site=concept_text(resource.get("bodySite")) or as_str(as_dict(resource.get("specimen")).get("display")),
+        site=(concept_text(body_site) if body_site else None)
+        or as_str(as_dict(resource.get("specimen")).get("display")),
         value_date=value_date,
         concept=concept,
         effective=when,
@@ -136,24 +140,27 @@ def _one(
         result_concepts=results,
         reference_low=low,
         reference_high=high,
-        evidence=evidence(resource, when, f"{label}: {original or 'no value'}"),
+        evidence=evidence(resource, when, f"{label or concept}: {original or 'no value'}"),
     )
-
-
-def _unit_of(element: dict[str, Any]) -> str | None:
-    return _quantity(element.get("valueQuantity"))[1]
 
 
 def lab_results(resource: dict[str, Any], vs: ValueSets) -> list[LabResult]:
     """The results an Observation holds: itself and each coded component (panels, variant reports)."""
+    code = resource.get("code")
+    codes = codings(code)
+    own = vs.lookup_codings("observations", ((c.system, c.code) for c in codes))
+    components = as_list(resource.get("component"))
+    if not own and not components:
+        return []  # vital signs, social history ...: nothing a rule reads
     when = first_datetime(resource, "effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
     out: list[LabResult] = []
-    own = vs.lookup_codings("observations", ((c.system, c.code) for c in codings(resource.get("code"))))
-    for concept in sorted(own):
-        out.append(_one(resource, concept, resource, vs, when, as_list(resource.get("referenceRange"))))
-    for component in as_list(resource.get("component")):
+    if own:
+        text = as_str(as_dict(code).get("text")) or "; ".join(c.display for c in codes if c.display)
+        for concept in sorted(own):
+            out.append(_one(resource, concept, resource, vs, when, text))
+    for component in components:
         component = as_dict(component)
         found = vs.lookup_codings("observations", ((c.system, c.code) for c in codings(component.get("code"))))
         for concept in sorted(found - own):
-            out.append(_one(component, concept, resource, vs, when, as_list(component.get("referenceRange"))))
+            out.append(_one(component, concept, resource, vs, when, concept_text(component.get("code"))))
     return out
