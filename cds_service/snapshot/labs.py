@@ -62,6 +62,18 @@ def _quantity(value: Any) -> tuple[float | None, str | None, str]:
     return number, code or human, original
 
 
+def _bound(value: Any, unit_spec: LabUnit, value_unit: str | None) -> float | None:
+    """A reference-range bound in canonical units; a bound without a unit has the value's unit."""
+    if not isinstance(value, dict):
+        return None
+    number = as_float(value.get("value"))
+    if number is None:
+        return None
+    system = value.get("system")
+    code = as_str(value.get("code")) if system is None or system == "http://unitsofmeasure.org" else None
+    return convert(number, code or as_str(value.get("unit")) or value_unit, unit_spec)
+
+
 def _result_concepts(element: dict[str, Any], vs: ValueSets) -> tuple[frozenset[str], str | None]:
     """Result-value concepts from valueCodeableConcept, valueString and interpretation."""
     found: set[str] = set()
@@ -120,12 +132,8 @@ def _one(
     ranges = as_list(element.get("referenceRange"))
     if unit_spec is not None and ranges:
         reference = as_dict(ranges[0])
-        if reference.get("low"):
-            number, range_unit, _ = _quantity(reference["low"])
-            low = convert(number, range_unit or raw_unit, unit_spec) if number is not None else None
-        if reference.get("high"):
-            number, range_unit, _ = _quantity(reference["high"])
-            high = convert(number, range_unit or raw_unit, unit_spec) if number is not None else None
+        low = _bound(reference.get("low"), unit_spec, raw_unit)
+        high = _bound(reference.get("high"), unit_spec, raw_unit)
     body_site = resource.get("bodySite")
     return LabResult(
         site=(concept_text(body_site) if body_site else None)
