@@ -54,12 +54,17 @@ def _quantity(value: Any) -> tuple[float | None, str | None, str]:
         return None, None, ""
     raw = value.get("value")
     number = as_float(raw)
-    system = value.get("system")
-    code = as_str(value.get("code")) if system is None or system == "http://unitsofmeasure.org" else None
-    human = as_str(value.get("unit"))
+    code, human = _units(value)
     comparator = as_str(value.get("comparator")) or ""
     original = f"{comparator}{raw} {human or code or ''}".strip()
     return number, code or human, original
+
+
+def _units(quantity: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The UCUM code (a code of another system is no unit) and the human-readable unit of a Quantity."""
+    system = quantity.get("system")
+    code = as_str(quantity.get("code")) if system is None or system == "http://unitsofmeasure.org" else None
+    return code, as_str(quantity.get("unit"))
 
 
 def _bound(value: Any, unit_spec: LabUnit, value_unit: str | None) -> float | None:
@@ -69,9 +74,8 @@ def _bound(value: Any, unit_spec: LabUnit, value_unit: str | None) -> float | No
     number = as_float(value.get("value"))
     if number is None:
         return None
-    system = value.get("system")
-    code = as_str(value.get("code")) if system is None or system == "http://unitsofmeasure.org" else None
-    return convert(number, code or as_str(value.get("unit")) or value_unit, unit_spec)
+    code, human = _units(value)
+    return convert(number, code or human or value_unit, unit_spec)
 
 
 def _result_concepts(element: dict[str, Any], vs: ValueSets) -> tuple[frozenset[str], str | None]:
