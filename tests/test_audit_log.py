@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ import httpx
 import pytest
 import respx
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from cds_service.app import create_app
 from cds_service.audit.records import InvocationRecord
@@ -214,6 +215,32 @@ def test_deleted_record_is_named(audit_url: str, tmp_path: Path) -> None:
     result = store.verify()
     assert (result.ok, result.first_bad_seq) == (False, 4)
     assert "missing" in (result.problem or "")
+    store.close()
+
+
+def test_a_record_appended_while_verifying_is_no_false_alarm(audit_url: str, tmp_path: Path) -> None:
+    """A worker appends between verify's read of the chain head and its read of the records: a sound log
+    must still verify (verify reads one snapshot)."""
+    store = _filled_store(audit_url, tmp_path)
+    verifier = threading.get_ident()
+    appended: list[bool] = []
+
+    def append_once(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if threading.get_ident() == verifier and not appended and "FROM audit_record" in statement:
+            appended.append(True)
+            store.record_invocation(
+                InvocationRecord(service_id=SIGN, received_at=datetime.now(UTC), hook_instance="during-verify")
+            )
+
+    event.listen(store.engine, "before_cursor_execute", append_once)
+    try:
+        result = store.verify()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", append_once)
+    assert appended, "the append did not happen during verify"
+    assert result.ok, result.problem
+    assert result.records == 6
+    assert store.verify().records == 7
     store.close()
 
 

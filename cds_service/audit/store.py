@@ -88,6 +88,16 @@ def _sqlite_file(url: str) -> Path | None:
     return None
 
 
+def _one_snapshot(connection: Connection) -> None:
+    """Make every read of ``connection`` see the same committed state. Otherwise the chain head and the records,
+    read by separate statements while workers append, disagree, and a sound log looks truncated."""
+    if connection.dialect.name == "sqlite":
+        # pysqlite opens no transaction for SELECTs; an explicit one holds one WAL snapshot until rollback.
+        connection.exec_driver_sql("BEGIN")
+    elif connection.dialect.name == "postgresql":
+        connection.execution_options(isolation_level="REPEATABLE READ")
+
+
 def feedback_digest(item: FeedbackItem) -> str:
     return digest(canonical(item.model_dump(mode="json", exclude_none=True)))
 
@@ -344,6 +354,7 @@ class SqlAuditStore:
         """Walk the chain from its anchor; name the first record that was altered, removed or reordered."""
         record = tables.audit_record.c
         with self.engine.connect() as connection:
+            _one_snapshot(connection)
             anchor = connection.execute(select(tables.chain_anchor).order_by(tables.chain_anchor.c.id.desc())).first()
             head = connection.execute(select(tables.chain_head).where(tables.chain_head.c.id == 1)).first()
             expected_seq = anchor.first_seq if anchor else 1
