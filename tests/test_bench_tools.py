@@ -23,6 +23,8 @@ from bench import perf_report
 from bench.async_fhir_stub import StubProcess
 from bench.fallback_timing import service_queries
 from bench.run_all import realistic_body
+from bench.sqlite_writers import PROCESSES
+from bench.sqlite_writers import run as run_sqlite_writers
 from bench.wrk_driver import MARKER, lua_script, parse_wrk_output, wrk_command
 from cds_service.fhir.local import LocalFhirStore
 from cds_service.knowledge import Knowledge
@@ -458,3 +460,12 @@ def test_floor_app_answers_no_cards_to_the_realistic_body(floor_url: str, body_f
     assert response.status_code == 200
     assert response.json() == {"cards": []}
     assert len(body_file.read_bytes()) > 50_000  # the realistic prefetch, not a stub body
+
+
+def test_sqlite_writers_bench_runs_both_arms_and_the_chain_verifies() -> None:
+    for locked in (False, True):
+        result = run_sqlite_writers(locked, rate=200.0, records=20)
+        assert result["writer_lock"] is locked
+        assert result["records"] == PROCESSES * 20
+        assert result["chain_verifies"] is True
+        assert 0 < result["write_ms"]["p50"] <= result["write_ms"]["p99"] <= result["write_ms"]["max"]

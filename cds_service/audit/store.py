@@ -29,6 +29,7 @@ from cds_service.audit.canonical import GENESIS, canonical, chain_digest, digest
 from cds_service.audit.group_commit import GroupCommit
 from cds_service.audit.records import InvocationRecord
 from cds_service.audit.spool import Spool
+from cds_service.audit.writer_lock import WriterLock
 from cds_service.schemas.feedback import FeedbackItem
 
 log = logging.getLogger(__name__)
@@ -114,6 +115,11 @@ class SqlAuditStore:
             event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout_ms))
         migrate.upgrade(self.engine)
         self._ensure_head()
+        self._writer_lock = (
+            WriterLock(database.with_name(database.name + ".writer-lock"), busy_timeout_ms / 1000)
+            if database is not None
+            else None
+        )
         default_spool = (database.parent if database else Path(".")) / "audit-spool.jsonl"
         self.spool = Spool(spool_path or default_spool)
         self._writer = GroupCommit(self._write_batch)
@@ -199,6 +205,12 @@ class SqlAuditStore:
     def _write_batch(self, entries: list[dict[str, Any]]) -> list[bool | Exception]:
         """The group writer's batch: committed together, or spooled together when the database is away.
         Spooled entries go first, so the chain keeps the order in which records were made."""
+        if self._writer_lock is None:
+            return self._write_batch_locked(entries)
+        with self._writer_lock.held():
+            return self._write_batch_locked(entries)
+
+    def _write_batch_locked(self, entries: list[dict[str, Any]]) -> list[bool | Exception]:
         try:
             if self.spool.pending():
                 self.spool.replay(self._write)
@@ -435,3 +447,5 @@ class SqlAuditStore:
     def close(self) -> None:
         self._writer.close()
         self.engine.dispose()
+        if self._writer_lock is not None:
+            self._writer_lock.close()
