@@ -22,6 +22,7 @@ from cds_service.snapshot.model import (
     PatientSnapshot,
 )
 from cds_service.terminology import load_valuesets
+from tests.rules.builders import medication_use
 
 AS_OF = datetime(2026, 11, 20, 15, tzinfo=UTC)
 MARCH_9 = datetime(2026, 3, 9, tzinfo=UTC)
@@ -61,20 +62,7 @@ def _med(
     started: datetime | None = MARCH_9,
     ended: datetime | None = None,
 ) -> MedicationUse:
-    rid = rid or f"{ingredient}-{source}-{status}"
-    kind = "MedicationStatement" if source == "statement" else "MedicationRequest"
-    return MedicationUse(
-        ingredients=frozenset({ingredient}),
-        groups=frozenset(GROUPS[ingredient]),
-        source=source,
-        status=status,
-        product=None,
-        matched_by="ingredient",
-        text=ingredient,
-        evidence=Evidence(kind, rid, started, f"{ingredient} ({source}, {status})"),
-        started=started,
-        ended=ended,
-    )
+    return medication_use(ingredient, GROUPS[ingredient], source, status, started=started, ended=ended, rid=rid)
 
 
 def _lab(concept: str, *results: str, when: datetime | None, rid: str, original: str = "") -> LabResult:

@@ -10,6 +10,7 @@ import pytest
 from cds_service.rules import indication, receptors
 from cds_service.rules.base import Finding
 from cds_service.snapshot.model import Code, CodedFact, Evidence, LabResult, PalbociclibOrder, PatientSnapshot
+from tests.rules.builders import coded_result
 
 AS_OF = datetime(2026, 11, 20, 15, tzinfo=UTC)
 D2021 = datetime(2021, 4, 6, tzinfo=UTC)
@@ -43,17 +44,7 @@ def _lab(
     concept: str, *results: str, when: datetime | None = D2025, site: str | None = None, rid: str | None = None
 ) -> LabResult:
     rid = rid or f"{concept}-{'-'.join(results)}-{when.date() if when else 'undated'}-{site}"
-    return LabResult(
-        concept=concept,
-        effective=when,
-        value=None,
-        unit=None,
-        interpretable=True,
-        original=", ".join(results),
-        result_concepts=frozenset(results),
-        evidence=Evidence("Observation", rid, when, f"{concept}: {', '.join(results)}"),
-        site=site,
-    )
+    return coded_result(concept, results, when, rid, site)
 
 
 def _snapshot(labs: tuple[LabResult, ...] = (), conditions: tuple[CodedFact, ...] = ()) -> PatientSnapshot:

@@ -31,6 +31,7 @@ from cds_service.snapshot.model import (
     Sex,
 )
 from cds_service.terminology import SYSTEMS, load_valuesets
+from tests.rules.builders import medication_use
 
 AS_OF = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 GROUPS = {
@@ -80,17 +81,15 @@ def med(
     when: datetime | None = None,
 ) -> MedicationUse:
     when = when or months_ago(2)
-    return MedicationUse(
-        ingredients=frozenset({ingredient}),
-        groups=frozenset(GROUPS[ingredient]),
-        source=source,
-        status=status,
-        product=None,
-        matched_by="ingredient",
-        text=ingredient,
-        evidence=Evidence("MedicationRequest", f"{ingredient}-{status}", when, f"{ingredient} ({source}, {status})"),
+    return medication_use(
+        ingredient,
+        GROUPS[ingredient],
+        source,
+        status,
         started=when,
         ended=ended,
+        rid=f"{ingredient}-{status}",
+        kind="MedicationRequest",
     )
 
 

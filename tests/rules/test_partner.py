@@ -26,6 +26,7 @@ from cds_service.snapshot.model import (
     PatientSnapshot,
     Sex,
 )
+from tests.rules.builders import medication_use
 
 AS_OF = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 CARDS = Path(__file__).resolve().parents[2] / "cards"
@@ -67,20 +68,7 @@ def med(
     rid: str | None = None,
 ) -> MedicationUse:
     started = started or months_ago(1)
-    rid = rid or f"{ingredient}-{source}-{status}"
-    kind = "MedicationStatement" if source == "statement" else "MedicationRequest"
-    return MedicationUse(
-        ingredients=frozenset({ingredient}),
-        groups=frozenset(GROUPS[ingredient]),
-        source=source,
-        status=status,
-        product=None,
-        matched_by="ingredient",
-        text=ingredient,
-        evidence=Evidence(kind, rid, started, f"{ingredient} ({source}, {status})"),
-        started=started,
-        ended=ended,
-    )
+    return medication_use(ingredient, GROUPS[ingredient], source, status, started=started, ended=ended, rid=rid)
 
 
 def condition(*concepts: str, when: datetime | None = None, rid: str = "cond", status: str = "active") -> CodedFact:

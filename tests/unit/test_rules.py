@@ -18,6 +18,7 @@ from cds_service.snapshot.model import (
     PalbociclibOrder,
     PatientSnapshot,
 )
+from tests.rules.builders import coded_result
 
 AS_OF = datetime(2026, 11, 20, tzinfo=UTC)
 ORDER = PalbociclibOrder(
@@ -35,16 +36,7 @@ D2025 = datetime(2025, 5, 1, tzinfo=UTC)
 
 def _lab(concept: str, *results: str, when: datetime | None = D2024, rid: str | None = None) -> LabResult:
     rid = rid or f"{concept}-{'-'.join(results)}-{when.date() if when else 'undated'}"
-    return LabResult(
-        concept=concept,
-        effective=when,
-        value=None,
-        unit=None,
-        interpretable=True,
-        original=", ".join(results),
-        result_concepts=frozenset(results),
-        evidence=Evidence("Observation", rid, when, f"{concept}: {', '.join(results)}"),
-    )
+    return coded_result(concept, results, when, rid)
 
 
 def _condition(*concepts: str, when: datetime | None = D2024, rid: str = "cond") -> CodedFact:
