@@ -39,18 +39,20 @@ def medication_use(
 
 
 def coded_result(
-    concept: str, results: Iterable[str], when: datetime | None, rid: str, site: str | None = None
+    concept: str, results: Iterable[str], when: datetime | None, rid: str, site: str | None = None, original: str = ""
 ) -> LabResult:
-    """An Observation with coded results only (receptor status, a pregnancy test), no quantity."""
+    """An Observation with coded results only (receptor status, a pregnancy test), no quantity; ``original`` is
+    the value as received, by default the results themselves."""
     results = tuple(results)
+    original = original or ", ".join(results)
     return LabResult(
         concept=concept,
         effective=when,
         value=None,
         unit=None,
         interpretable=True,
-        original=", ".join(results),
+        original=original,
         result_concepts=frozenset(results),
-        evidence=Evidence("Observation", rid, when, f"{concept}: {', '.join(results)}"),
+        evidence=Evidence("Observation", rid, when, f"{concept}: {original}"),
         site=site,
     )

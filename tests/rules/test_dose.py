@@ -26,6 +26,7 @@ from cds_service.snapshot.model import (
     Product,
 )
 from cds_service.snapshot.order_details import DOSE_PROBLEM, SCHEDULE_PROBLEM, describe_order
+from tests.rules.builders import medication_use
 
 CARDS = Path(__file__).resolve().parents[2] / "cards"
 AS_OF = datetime(2026, 11, 20, 15, tzinfo=UTC)
@@ -76,16 +77,7 @@ def make_order(
 def med(
     ingredient: str, groups: tuple[str, ...] = (), *, source: MedicationSource = "request", status: str = "active"
 ) -> MedicationUse:
-    return MedicationUse(
-        ingredients=frozenset({ingredient}),
-        groups=frozenset(groups),
-        source=source,
-        status=status,
-        product=None,
-        matched_by="ingredient",
-        text=ingredient,
-        evidence=Evidence("MedicationRequest", f"{ingredient}-{source}-{status}", None, ingredient),
-    )
+    return medication_use(ingredient, groups, source, status, started=None)
 
 
 def condition(concept: str, status: str = "active") -> CodedFact:

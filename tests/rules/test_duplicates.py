@@ -22,7 +22,7 @@ from cds_service.snapshot.model import (
     PatientSnapshot,
 )
 from cds_service.terminology import load_valuesets
-from tests.rules.builders import medication_use
+from tests.rules.builders import coded_result, medication_use
 
 AS_OF = datetime(2026, 11, 20, 15, tzinfo=UTC)
 MARCH_9 = datetime(2026, 3, 9, tzinfo=UTC)
@@ -66,16 +66,7 @@ def _med(
 
 
 def _lab(concept: str, *results: str, when: datetime | None, rid: str, original: str = "") -> LabResult:
-    return LabResult(
-        concept=concept,
-        effective=when,
-        value=None,
-        unit=None,
-        interpretable=True,
-        original=original or ", ".join(results),
-        result_concepts=frozenset(results),
-        evidence=Evidence("Observation", rid, when, f"{concept}: {original or ', '.join(results)}"),
-    )
+    return coded_result(concept, results, when, rid, original=original)
 
 
 def _snapshot(medications: tuple[MedicationUse, ...] = (), labs: tuple[LabResult, ...] = ()) -> PatientSnapshot:

@@ -28,6 +28,7 @@ from cds_service.snapshot.model import (
     PatientSnapshot,
 )
 from cds_service.terminology import SYSTEMS, load_valuesets
+from tests.rules.builders import medication_use
 
 AS_OF = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)
 SNOMED = SYSTEMS["snomed"]
@@ -85,16 +86,7 @@ def fact(
 
 
 def med(ingredient: str, source: MedicationSource, status: str | None, groups: Iterable[str] = ()) -> MedicationUse:
-    return MedicationUse(
-        ingredients=frozenset({ingredient}),
-        groups=frozenset(groups),
-        source=source,
-        status=status,
-        product=None,
-        matched_by="ingredient",
-        text=ingredient,
-        evidence=Evidence("MedicationRequest", f"mr-{ingredient}", ago(30), ingredient),
-    )
+    return medication_use(ingredient, groups, source, status, started=ago(30), rid=f"mr-{ingredient}")
 
 
 def snap(
