@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
+import uvicorn
 
 from cds_service.knowledge import Knowledge
 from cds_service.scenarios import load_manifest, request_from_record
@@ -160,3 +170,51 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+class _ThreadServer(uvicorn.Server):
+    def install_signal_handlers(self) -> None:  # running in a thread
+        pass
+
+
+@contextmanager
+def uvicorn_in_thread(app: Any, *, start_timeout: float = 10.0, **config: Any) -> Iterator[str]:
+    """``app`` (an ASGI app or its import string) served by uvicorn in a thread on a free port; yields its URL."""
+    port = free_port()
+    server = _ThreadServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    while not server.started:
+        assert thread.is_alive(), "uvicorn stopped while starting (does the app load?)"
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def start_serve(
+    port: int, env: dict[str, str], *, workers: int = 2, ready_path: str = "/healthz"
+) -> subprocess.Popen[bytes]:
+    """``python -m cds_service serve`` in its own process group (stop it with ``os.killpg``), once
+    ``ready_path`` answers 200; ``env`` is added to this process's environment."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cds_service", "serve", "--port", str(port), "--workers", str(workers)],
+        cwd=REPO,
+        env={**os.environ, "CDS_LOG_LEVEL": "warning", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    raise AssertionError("server did not start")

@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -19,28 +18,11 @@ import pytest
 
 from cds_service.audit.store import SqlAuditStore
 from cds_service.knowledge import Knowledge
-from tests.support import REPO, SIGN, free_port, hook_request
+from tests.support import SIGN, free_port, hook_request, start_serve
 
 
 def _start(data: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "CDS_DATA_DIR": str(data), "CDS_LOG_LEVEL": "warning"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cds_service", "serve", "--port", str(port), "--workers", "2"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/cds-services", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.1)
-    os.killpg(process.pid, signal.SIGKILL)
-    raise AssertionError("server did not start")
+    return start_serve(port, {"CDS_DATA_DIR": str(data)}, ready_path="/cds-services")
 
 
 @pytest.mark.e2e

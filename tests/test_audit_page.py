@@ -9,8 +9,6 @@ full-page screenshot to build/screenshots/audit-page.png for people to look at."
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from cds_service.app import create_app
 from cds_service.audit.auditors import hash_password
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
 from tests.conftest import fixed_clock
-from tests.support import REPO, SIGN, free_port, hook_request
+from tests.support import REPO, SIGN, hook_request, uvicorn_in_thread
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = REPO / "build" / "screenshots" / "audit-page.png"
@@ -52,11 +49,6 @@ pytestmark = [
 class Service:
     url: str
     rules: set[str]
-
-
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # running in a thread
-        pass
 
 
 def _fill_log(url: str, knowledge: Knowledge) -> set[str]:
@@ -106,24 +98,8 @@ def service(tmp_path_factory: pytest.TempPathFactory, knowledge: Knowledge) -> I
         audit_cookie_secure=False,
         auditors={AUDITOR[0]: hash_password(AUDITOR[1], iterations=1000)},
     )
-    port = free_port()
-    config = uvicorn.Config(
-        create_app(settings, clock=fixed_clock), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting (does the app load?)"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with uvicorn_in_thread(create_app(settings, clock=fixed_clock), lifespan="on") as url:
         yield Service(url, _fill_log(url, knowledge))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

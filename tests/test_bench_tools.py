@@ -8,7 +8,6 @@ import ctypes
 import ctypes.util
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +16,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from bench import perf_report
 from bench.async_fhir_stub import StubProcess
@@ -29,7 +27,7 @@ from bench.wrk_driver import MARKER, lua_script, parse_wrk_output, wrk_command
 from cds_service.fhir.local import LocalFhirStore
 from cds_service.knowledge import Knowledge
 from cds_service.scenarios import split_record
-from tests.support import REPO
+from tests.support import REPO, uvicorn_in_thread
 
 # Captured from wrk 4.1.0 running the generated script against bench/floor_app.py (1 s, 2 connections).
 WRK_OUTPUT = """\
@@ -426,28 +424,10 @@ def test_doc_without_a_marker_is_an_error() -> None:
         perf_report.update_doc("<!-- bench:latency -->\nx\n<!-- /bench:latency -->\n", {"latency": "t", "memory": "t"})
 
 
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # running in a thread
-        pass
-
-
 @pytest.fixture
 def floor_url() -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    config = uvicorn.Config("bench.floor_app:app", host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_in_thread("bench.floor_app:app", access_log=False) as url:
+        yield url
 
 
 @pytest.mark.e2e

@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 
 from cds_service.app import create_app
 from cds_service.fhir.local import LocalFhirStore
@@ -20,37 +19,30 @@ from cds_service.knowledge import Knowledge
 from cds_service.scenarios import split_record
 from cds_service.settings import Settings
 from tests.conftest import fixed_clock
-from tests.support import REPO, SIGN, assert_valid, fallback_request, free_port, hook_request, rule_ids, scenario
+from tests.support import (
+    REPO,
+    SIGN,
+    assert_valid,
+    fallback_request,
+    free_port,
+    hook_request,
+    rule_ids,
+    scenario,
+    uvicorn_in_thread,
+)
 
 SANDBOX = "https://sandbox.cds-hooks.org"
 
 
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # running in a thread
-        pass
-
-
 @pytest.fixture(scope="module")
 def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("e2e"),
         cards_dir=REPO / "cards",
         cors_origins=[SANDBOX],
     )
-    config = uvicorn.Config(
-        create_app(settings, clock=fixed_clock), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
-    server = _Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with uvicorn_in_thread(create_app(settings, clock=fixed_clock), lifespan="on") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

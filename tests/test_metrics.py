@@ -11,7 +11,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from cds_service.fhir.client import FhirGateway
 from cds_service.knowledge import Knowledge
 from cds_service.scenarios import record_resources
-from tests.support import REPO, SELECT, SIGN, fallback_request, fhir_routes, free_port, hook_request, scenario
+from tests.support import (
+    REPO,
+    SELECT,
+    SIGN,
+    fallback_request,
+    fhir_routes,
+    free_port,
+    hook_request,
+    scenario,
+    start_serve,
+)
 
 BASE = "https://ehr.example.org/fhir"
 HOOK = "cds_hook_request_seconds"
@@ -237,31 +246,13 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     port, multiproc = free_port(), tmp_path / "prometheus"
     multiproc.mkdir()
     env = {
-        **os.environ,
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
         "CDS_AUTH_REQUIRED": "false",
         "CDS_DATA_DIR": str(tmp_path / "data"),
-        "CDS_LOG_LEVEL": "warning",
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cds_service", "serve", "--port", str(port), "--workers", "2"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
+    process = start_serve(port, env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert time.monotonic() < deadline, "server did not start"
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        yield url, multiproc
+        yield f"http://127.0.0.1:{port}", multiproc
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=15)

@@ -19,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,14 +30,13 @@ from typing import Any
 import jwt
 import pytest
 import requests
-import uvicorn
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from cds_service.app import create_app
 from cds_service.security.jwt_auth import TrustedClient
 from cds_service.settings import Settings
-from tests.support import REFERENCE_TIME, REPO, free_port
+from tests.support import REFERENCE_TIME, REPO, free_port, uvicorn_in_thread
 
 SEKMET_VERSION = "0.1.1"
 SEKMET_REQUIREMENT = f"sekmet-fhir=={SEKMET_VERSION}"
@@ -183,11 +181,6 @@ def client_key(tmp_path_factory: pytest.TempPathFactory) -> ClientKey:
     return make_key(tmp_path_factory.mktemp("keys"))
 
 
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # running in a thread
-        pass
-
-
 def reference_clock() -> datetime:
     return REFERENCE_TIME
 
@@ -195,7 +188,6 @@ def reference_clock() -> datetime:
 @contextmanager
 def running_service(data_dir: Path, key: ClientKey, clock: Callable[[], datetime]) -> Iterator[str]:
     """The service under uvicorn in a thread on a free port; authentication on, ``key`` its one trusted client."""
-    port = free_port()
     settings = Settings(
         data_dir=data_dir,
         cards_dir=REPO / "cards",
@@ -208,21 +200,8 @@ def running_service(data_dir: Path, key: ClientKey, clock: Callable[[], datetime
         deadline_seconds=20.0,
         fhir_query_timeout_seconds=15.0,
     )
-    server = _Server(
-        uvicorn.Config(create_app(settings, clock=clock), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive(), "uvicorn stopped while starting"
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with uvicorn_in_thread(create_app(settings, clock=clock), start_timeout=20) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
