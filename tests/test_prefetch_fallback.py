@@ -4,6 +4,7 @@ Only the FHIR server edge is mocked (respx); the app runs for real through its A
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 import respx
 from fastapi.testclient import TestClient
 
+from cds_service.fhir.client import FhirGateway
 from cds_service.knowledge import Knowledge
 from tests.support import SIGN, assert_valid, fallback_request, fhir_routes, hook_request, rule_ids
 
@@ -279,3 +281,33 @@ def test_plain_http_is_allowed_on_loopback(client: TestClient, knowledge: Knowle
         fhir_routes(router, knowledge, "clean-base-order", base)
         body = _call(client, fallback_request(knowledge, "clean-base-order", base))
     assert rule_ids(body, at_least="warning") == set()
+
+
+def test_a_page_beyond_the_bound_gives_the_bound_and_no_further_page() -> None:
+    """A server that ignores ``_count``: the first ``limit`` entries are used, as complete, and the next
+    page is not asked for."""
+    entries = [{"resource": {"resourceType": "Observation", "id": f"o{i}"}} for i in range(1000)]
+    page = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": entries,
+        "link": [{"relation": "next", "url": f"{BASE}/Observation?page=2"}],
+    }
+
+    async def search() -> list[dict[str, Any]]:
+        async with httpx.AsyncClient() as http:
+            gateway = FhirGateway(http, BASE, None, timeout=5, max_pages=3)
+            resources, outcomes = await gateway.search("labs", "Observation?patient=p1", 300)
+            assert [o.entries for o in outcomes] == [1000]
+            return resources
+
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        first = router.get(f"{BASE}/Observation", params={"patient": "p1"}).mock(
+            return_value=httpx.Response(200, json=page)
+        )
+        second = router.get(f"{BASE}/Observation", params={"page": "2"}).mock(
+            return_value=httpx.Response(200, json=page)
+        )
+        resources = asyncio.run(search())
+    assert [r["id"] for r in resources] == [f"o{i}" for i in range(300)]
+    assert (first.call_count, second.call_count) == (1, 0)

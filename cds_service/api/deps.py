@@ -11,6 +11,7 @@ import httpx
 import orjson
 from fastapi import Depends, Request
 
+from cds_service import jsonload
 from cds_service.api.admission import Admission
 from cds_service.audit.auditors import Auditors
 from cds_service.audit.store import SqlAuditStore
@@ -59,7 +60,7 @@ async def json_body(request: Request) -> Any:
     if not body.strip():
         raise InvalidRequest("request body is empty; a JSON object is required")
     try:
-        parsed = orjson.loads(bytes(body))
+        parsed = jsonload.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidRequest(f"request body is not valid JSON: {exc.args[0] if exc.args else exc}") from exc
     check_shape(parsed, settings)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import orjson
 
-from cds_service import metrics
+from cds_service import jsonload, metrics
 from cds_service.prefetch.model import QueryOutcome
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
@@ -137,7 +137,7 @@ class FhirGateway:
         except httpx.HTTPError as exc:
             raise FetchFailed(outcome("network-error"), "connection failed") from exc
         try:
-            parsed = orjson.loads(bytes(body))
+            parsed = jsonload.loads(body)
         except orjson.JSONDecodeError as exc:
             raise FetchFailed(outcome("malformed", 200), "malformed JSON") from exc
         if not isinstance(parsed, dict) or not isinstance(parsed.get("resourceType"), str):
@@ -167,6 +167,8 @@ class FhirGateway:
             outcomes.append(outcome)
             pages += 1
             for entry in bundle.get("entry") or []:
+                if len(resources) >= limit:
+                    break  # entries beyond the bound are not used
                 resource = entry.get("resource") if isinstance(entry, dict) else None
                 if isinstance(resource, dict) and resource.get("resourceType") not in (None, "OperationOutcome"):
                     resources.append(resource)
@@ -181,7 +183,7 @@ class FhirGateway:
             stopped = QueryOutcome(key, str(url.copy_with(query=None)), None, "refused", 0.0)
             metrics.observe_fhir_query("refused", 0.0)
             raise FetchFailed(stopped, f"paging did not end within {self._max_pages} pages", outcomes)
-        return resources[:limit], outcomes
+        return resources, outcomes
 
     def _next(self, bundle: dict[str, Any]) -> httpx.URL | None:
         for link in bundle.get("link") or []:
