@@ -40,6 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port or settings.port,
         workers=args.workers or settings.workers,
         limit_concurrency=settings.max_connections,
+        timeout_keep_alive=settings.keep_alive_seconds,
         log_level=settings.log_level.lower(),
         log_config=logging_setup.logging_config(settings.log_level),
     )

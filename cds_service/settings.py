@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     """Hook calls one worker evaluates at once; beyond, 503 with Retry-After at once instead of a queue."""
     max_connections: int = Field(default=1024, ge=8, le=100_000)
     """Open connections one worker accepts (uvicorn ``limit_concurrency``); beyond, uvicorn answers 503."""
+    keep_alive_seconds: int = Field(default=5, ge=1, le=3600)
+    """Idle time after which a worker closes a keep-alive connection (uvicorn ``timeout_keep_alive``): keep it
+    above the idle timeout of a load balancer that holds connections to the service open."""
     audit_wait_seconds: float = Field(default=2.0, gt=0, le=60)
     """Longest a call waits for its audit record to be committed before it answers anyway (the record stays
     queued and is committed when the store catches up)."""

@@ -3,10 +3,14 @@ real HTTP FHIR stub, feedback, and CORS for browser clients such as the CDS Hook
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +32,7 @@ from tests.support import (
     hook_request,
     rule_ids,
     scenario,
+    start_serve,
     uvicorn_in_thread,
 )
 
@@ -182,3 +187,22 @@ def test_serve_command_starts_the_service(tmp_path_factory: pytest.TempPathFacto
         process.wait(timeout=10)
         if process.stderr:
             process.stderr.close()
+
+
+def test_serve_closes_an_idle_keep_alive_connection_after_the_configured_time(tmp_path: Path) -> None:
+    """``CDS_KEEP_ALIVE_SECONDS`` reaches uvicorn: behind a load balancer that holds idle connections for
+    longer than uvicorn's 5 s default, the service must not be the side that closes them first."""
+    port = free_port()
+    process = start_serve(port, {"CDS_DATA_DIR": str(tmp_path), "CDS_KEEP_ALIVE_SECONDS": "1"}, workers=1)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=4) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: cds.example.org\r\n\r\n")
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            answered = time.monotonic()
+            while sock.recv(65536):  # until the server closes; with the 5 s default this times out at 4 s
+                pass
+            idle = time.monotonic() - answered
+        assert 0.5 < idle < 3, idle
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
