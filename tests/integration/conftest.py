@@ -8,14 +8,19 @@
   trusted client whose ES384 key is made here, so the simulator's JWT path is exercised on every call. Its
   clock is the manifests' reference time, as in the other scenario tests (fixture dates are not shifted).
 
-If sekmet-fhir cannot be installed or started on this machine the tests that need it are skipped with what
-happened; nothing else skips them.
+- ``medplum``: Medplum's FHIR router (npm, ``tests/integration/medplum``: ``npm ci`` from its lock file when
+  missing) over its in-memory repository, behind a small Node HTTP adapter that requires the same Bearer token;
+  ``POST /_reset`` empties it.
+
+If sekmet-fhir or Medplum cannot be installed or started on this machine the tests that need it are skipped with
+what happened; nothing else skips them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -228,3 +233,75 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 def loaded(sekmet: FhirServer) -> subprocess.CompletedProcess[str]:
     """Every scenario uploaded with ``fixtures load`` (once per session)."""
     return cli("fixtures", "load", "--fhir-base", sekmet.base, "--token", sekmet.token)
+
+
+MEDPLUM_DIR = REPO / "tests" / "integration" / "medplum"
+MEDPLUM_VERSION = "5.2.13"
+
+
+def ensure_medplum() -> str:
+    """``node``, with Medplum's router installed from the lock file (``npm ci``) when missing; skips the caller
+    if Node.js or the npm registry is not at hand."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.skip("Node.js and npm are needed for the Medplum FHIR router")
+    installed = MEDPLUM_DIR / "node_modules" / "@medplum" / "fhir-router" / "package.json"
+    if installed.exists() and json.loads(installed.read_text())["version"] == MEDPLUM_VERSION:
+        return node
+    try:
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=MEDPLUM_DIR,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.skip("npm ci for the Medplum FHIR router took more than 10 minutes")
+    if done.returncode != 0 or not installed.exists():
+        pytest.skip(f"npm ci for the Medplum FHIR router failed: {_tail(done.stderr)}")
+    return node
+
+
+@contextmanager
+def running_medplum(folder: Path) -> Iterator[FhirServer]:
+    """Medplum's FHIR router (in memory, Bearer token required) on a free port, through ``medplum/server.mjs``."""
+    node = ensure_medplum()
+    port = free_port()
+    log = folder / "medplum.log"
+    with open(log, "wb") as output:
+        # Node 20 lacks the global WebSocket that @medplum/core expects; 22 and later have it.
+        process = subprocess.Popen(
+            [node, "--experimental-websocket", "server.mjs", "--port", str(port), "--token", FHIR_TOKEN],
+            cwd=MEDPLUM_DIR,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            if process.poll() is not None:
+                pytest.skip(f"the Medplum server exited with {process.returncode}: {_tail(log.read_text())}")
+            if time.monotonic() > deadline:
+                pytest.skip(f"the Medplum server did not answer within 60 s: {_tail(log.read_text())}")
+            time.sleep(0.1)
+        yield FhirServer(f"http://127.0.0.1:{port}/fhir", FHIR_TOKEN, log)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def medplum(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FhirServer]:
+    with running_medplum(tmp_path_factory.mktemp("medplum")) as server:
+        yield server
