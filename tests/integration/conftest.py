@@ -128,28 +128,34 @@ def running_sekmet(folder: Path) -> Iterator[FhirServer]:
     }
     config.write_text(yaml.safe_dump(settings))
     log = folder / "sekmet.log"
+    # cwd: its keys/ and traffic files stay out of the repository
+    command = [str(executable), "serve"]
+    with serving(command, folder, {**os.environ, "SEKMET_CONFIG": str(config)}, f"{base}/metadata", log, "sekmet"):
+        yield FhirServer(base, FHIR_TOKEN, log)
+
+
+@contextmanager
+def serving(
+    command: list[str], cwd: Path, env: dict[str, str] | None, ready_url: str, log: Path, name: str
+) -> Iterator[None]:
+    """``command`` running (output in ``log``) once ``ready_url`` answers 200; skips the caller if it exits or
+    does not answer within 60 s; stopped with SIGTERM (then SIGKILL) at the end."""
     with open(log, "wb") as output:
-        process = subprocess.Popen(
-            [str(executable), "serve"],
-            cwd=folder,  # its keys/ and traffic files stay out of the repository
-            env={**os.environ, "SEKMET_CONFIG": str(config)},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
         while True:
             try:
-                if requests.get(f"{base}/metadata", timeout=2).status_code == 200:
+                if requests.get(ready_url, timeout=2).status_code == 200:
                     break
             except requests.RequestException:
                 pass
             if process.poll() is not None:
-                pytest.skip(f"sekmet serve exited with {process.returncode}: {_tail(log.read_text())}")
+                pytest.skip(f"{name} exited with {process.returncode}: {_tail(log.read_text())}")
             if time.monotonic() > deadline:
-                pytest.skip(f"sekmet did not answer {base}/metadata within 60 s: {_tail(log.read_text())}")
+                pytest.skip(f"{name} did not answer {ready_url} within 60 s: {_tail(log.read_text())}")
             time.sleep(0.1)
-        yield FhirServer(base, FHIR_TOKEN, log)
+        yield
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -270,35 +276,10 @@ def running_medplum(folder: Path) -> Iterator[FhirServer]:
     node = ensure_medplum()
     port = free_port()
     log = folder / "medplum.log"
-    with open(log, "wb") as output:
-        # Node 20 lacks the global WebSocket that @medplum/core expects; 22 and later have it.
-        process = subprocess.Popen(
-            [node, "--experimental-websocket", "server.mjs", "--port", str(port), "--token", FHIR_TOKEN],
-            cwd=MEDPLUM_DIR,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if process.poll() is not None:
-                pytest.skip(f"the Medplum server exited with {process.returncode}: {_tail(log.read_text())}")
-            if time.monotonic() > deadline:
-                pytest.skip(f"the Medplum server did not answer within 60 s: {_tail(log.read_text())}")
-            time.sleep(0.1)
+    # --experimental-websocket: Node 20 lacks the global WebSocket that @medplum/core expects; 22 and later have it.
+    command = [node, "--experimental-websocket", "server.mjs", "--port", str(port), "--token", FHIR_TOKEN]
+    with serving(command, MEDPLUM_DIR, None, f"http://127.0.0.1:{port}/healthz", log, "the Medplum server"):
         yield FhirServer(f"http://127.0.0.1:{port}/fhir", FHIR_TOKEN, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture(scope="session")
