@@ -60,6 +60,9 @@ def common(service: str, sekmet: FhirServer, key: ClientKey) -> list[str]:
         "--sign-key", str(key.path),
         "--iss", key.iss,
         "--fixtures-dir", str(REPO / "fhir_fixtures"),
+        # Longer than the service's 20 s deadline (conftest): with six hooks queued at one single-process FHIR
+        # server the simulator's 10 s default could give up on a call the service is still answering.
+        "--timeout", "30",
     ]  # fmt: skip
 
 
