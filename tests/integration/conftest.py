@@ -276,8 +276,10 @@ def running_medplum(folder: Path) -> Iterator[FhirServer]:
     node = ensure_medplum()
     port = free_port()
     log = folder / "medplum.log"
-    # --experimental-websocket: Node 20 lacks the global WebSocket that @medplum/core expects; 22 and later have it.
-    command = [node, "--experimental-websocket", "server.mjs", "--port", str(port), "--token", FHIR_TOKEN]
+    command = [node, "server.mjs", "--port", str(port), "--token", FHIR_TOKEN]
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=False).stdout
+    if version.startswith(("v18.", "v20.", "v21.")):
+        command.insert(1, "--experimental-websocket")  # @medplum/core needs the global WebSocket of Node 22+
     with serving(command, MEDPLUM_DIR, None, f"http://127.0.0.1:{port}/healthz", log, "the Medplum server"):
         yield FhirServer(f"http://127.0.0.1:{port}/fhir", FHIR_TOKEN, log)
 
