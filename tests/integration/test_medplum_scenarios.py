@@ -43,9 +43,12 @@ SAMPLE = (
 MODES = {"prefetch": (), "no-prefetch": ("--no-prefetch",), "select": SELECT}
 
 
+def empty(server: FhirServer) -> None:
+    assert requests.post(f"{server.base.removesuffix('/fhir')}/_reset", timeout=10).status_code == 200
+
+
 def empty_and_load(server: FhirServer, name: str) -> None:
-    root = server.base.removesuffix("/fhir")
-    assert requests.post(f"{root}/_reset", timeout=10).status_code == 200
+    empty(server)
     _, found = fixtures.scenarios(REPO / "fhir_fixtures")
     [scenario] = [s for s in found if s.name == name]
     loaded = fixtures.load_one(scenario, server.base, server.token, 0, 30)
@@ -58,8 +61,7 @@ def test_sample_names_scenarios() -> None:
 
 
 def test_fixtures_load_reports_medplum_s_answers(medplum: FhirServer) -> None:
-    root = medplum.base.removesuffix("/fhir")
-    assert requests.post(f"{root}/_reset", timeout=10).status_code == 200
+    empty(medplum)
     result = cli(
         "fixtures", "load", "--fhir-base", medplum.base, "--token", medplum.token, "--scenario", "clean-base-order"
     )
