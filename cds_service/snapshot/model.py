@@ -6,16 +6,18 @@ can show what it used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import date, datetime
 from typing import Literal
+
+from cds_service.snapshot.record import record
 
 Sex = Literal["female", "male", "other", "unknown"]
 MedicationSource = Literal["request", "statement", "draft"]
 MatchedBy = Literal["ingredient", "product", "text"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Evidence:
     """Where a fact came from: the resource, its date and the value as it was received."""
 
@@ -29,14 +31,14 @@ class Evidence:
         return f"{self.resource_type}/{self.resource_id}" if self.resource_id else self.resource_type
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Code:
     system: str
     code: str
     display: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CodedFact:
     """A Condition or Procedure mapped to concepts."""
 
@@ -53,7 +55,7 @@ class CodedFact:
     severity_text: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LabResult:
     """An Observation mapped to a concept, its value in canonical units when it has a quantity."""
 
@@ -75,7 +77,7 @@ class LabResult:
     """A date-valued result (``valueDateTime`` or ``valuePeriod.start``), e.g. the last menstrual period."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Product:
     system: str
     code: str
@@ -87,7 +89,7 @@ class Product:
     """RxNorm term type (SCD, SBD, ...) when known."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MedicationUse:
     """A medicine the patient takes or is being ordered, resolved to its ingredients."""
 
@@ -120,7 +122,7 @@ _CURRENT_REQUEST = frozenset({"active", "on-hold"})
 _CURRENT_STATEMENT = frozenset({"active", "intended", "on-hold"})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DoseSchedule:
     """The dose and schedule of a palbociclib order, normalised from whichever FHIR encoding it used."""
 
@@ -142,7 +144,7 @@ class DoseSchedule:
     """What could not be reconciled, e.g. a mg dose that does not match the product's strength."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OrderDetails:
     schedule: DoseSchedule | None = None
     start: date | None = None
@@ -152,7 +154,7 @@ class OrderDetails:
     """The order tells the patient to take it with food."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PalbociclibOrder:
     """The draft palbociclib order the hook fired for."""
 
@@ -171,7 +173,7 @@ class PalbociclibOrder:
         return f"MedicationRequest/{self.resource_id}" if self.resource_id else None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PatientSnapshot:
     as_of: datetime
     patient_id: str
