@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cds_service.api.deps import check_shape
 from cds_service.errors import InvalidRequest
+from cds_service.json_limits import check_shape
 from cds_service.settings import Settings
 
 JSON = st.recursive(
