@@ -311,7 +311,11 @@ def _load_cached(directory: Path) -> ValueSets:
     defined in two files is an error)."""
     documents: dict[str, Any] = {}
     digest = hashlib.sha256()
-    for path in sorted(directory.glob("*.yaml")):
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        # Without value sets no code matches anything: every check would pass in silence.
+        raise ValueSetError(f"{directory}: no value-set files (*.yaml)")
+    for path in files:
         raw = path.read_bytes()
         digest.update(path.name.encode() + b"\0" + raw)
         try:

@@ -352,6 +352,12 @@ def test_load_valuesets_is_cached_and_has_a_digest() -> None:
     assert len(first.digest) == 64
 
 
+def test_a_folder_without_value_sets_is_refused(tmp_path: Path) -> None:
+    # A wrong path must stop start-up: with no value sets loaded no code would match and no card would fire.
+    with pytest.raises(ValueSetError, match="no value-set files"):
+        load_valuesets(tmp_path)
+
+
 def _write(directory: Path, files: dict[str, str]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
