@@ -14,7 +14,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from cds_service import __version__
+from cds_service import __version__, native
 from cds_service.api import audit as audit_api
 from cds_service.api import discovery, feedback, health, hooks, metrics, openapi
 from cds_service.api.admission import Admission
@@ -90,7 +90,7 @@ def create_app(
                 log.warning("authentication is OFF: any caller may use the service (CDS_AUTH_REQUIRED=false)")
             elif not settings.trusted_clients:
                 log.warning("no trusted CDS clients configured (CDS_TRUSTED_CLIENTS): every call will be refused")
-            log.info("service ready", extra={"knowledge_version": knowledge.version})
+            log.info("service ready", extra={"knowledge_version": knowledge.version, "native_modules": native.status})
             if freeze_heap:
                 # What start-up built (knowledge, models, the database layer: ~150,000 objects) lives as long
                 # as the process; frozen, the cyclic collector stops re-scanning it (~1.4 ms of each hook call).

@@ -26,6 +26,7 @@ ALLOWED = frozenset(
         "service_id",
         "rule_ids",
         "knowledge_version",
+        "native_modules",
         "error",
         "spool_depth",
     }

@@ -16,8 +16,19 @@ def test_dockerfile_runs_non_root_with_a_health_check() -> None:
     assert "HEALTHCHECK" in text
     assert "/healthz" in text.split("HEALTHCHECK", 1)[1]  # discovery needs a caller's JWT
     assert "CDS_WORKERS" in text
-    for source in re.findall(r"^COPY (\S+) ", text, re.MULTILINE):
+    for source in re.findall(r"^COPY (?!--from=)(\S+) ", text, re.MULTILINE):
         assert (REPO / source).exists(), source
+    stages = re.findall(r"^FROM \S+ AS (\S+)", text, re.MULTILINE)
+    for stage in re.findall(r"^COPY --from=(\S+) ", text, re.MULTILINE):
+        assert stage in stages, stage
+
+
+def test_the_image_compiles_the_hot_path_modules_and_refuses_to_ship_without_them() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    native_stage = text.split("AS native", 1)[1].split("\nFROM ", 1)[0]
+    assert "scripts/build_native.py" in native_stage
+    assert "n.status == 'compiled'" in native_stage
+    assert re.search(r"^COPY --from=native /app/cds_service \./cds_service", text, re.MULTILINE)
 
 
 def test_readme_starts_with_the_two_commands_and_ci_runs_the_test_one() -> None:

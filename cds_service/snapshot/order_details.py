@@ -698,7 +698,7 @@ def _food_instruction(resource: dict[str, Any]) -> bool:
     return any(_WITH_FOOD.search(_normalised(_dosage_texts(dosage))) for dosage in _ordered_dosages(resource))
 
 
-def describe_order(resource: dict[str, Any], product: Product | None) -> OrderDetails:
+def describe_order(resource: Any, product: Product | None) -> OrderDetails:
     """What a MedicationRequest says about how palbociclib is to be taken."""
     if not isinstance(resource, dict):
         return OrderDetails()
