@@ -35,8 +35,9 @@ import orjson
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
+from bench.records import record_as_of_today
 from cds_service.fhir.local import LocalFhirStore
-from cds_service.scenarios import load_json, split_record
+from cds_service.scenarios import split_record
 
 REPO = Path(__file__).resolve().parent.parent
 BACKLOG = 4096  # a burst of connections must never wait for a SYN retry
@@ -164,7 +165,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100.0, help="sleep before every FHIR answer")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    _, _, record = split_record(load_json(scenario_path(args.scenario)))
+    _, _, record = split_record(record_as_of_today(scenario_path(args.scenario)))
     serve(StubApp(LocalFhirStore(record), args.latency_ms / 1000), args.port)
 
 

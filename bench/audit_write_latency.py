@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.order_sign_latency import SCENARIO, SERVICE, over_http, percentile  # noqa: E402
+from bench.records import record_as_of_today  # noqa: E402
 from cds_service.audit.records import InvocationRecord  # noqa: E402
 from cds_service.audit.store import SqlAuditStore  # noqa: E402
 from cds_service.knowledge import load_knowledge  # noqa: E402
@@ -86,7 +87,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "audit_write_latency.json")
     args = parser.parse_args()
     knowledge = load_knowledge(REPO / "cards")
-    body = request_from_record(json.loads(SCENARIO.read_text()), knowledge.registry[SERVICE], hook_instance="bench")
+    body = request_from_record(record_as_of_today(SCENARIO), knowledge.registry[SERVICE], hook_instance="bench")
     payload = json.dumps(body).encode()
     result = {
         "with_audit": stats(over_http(payload, args.calls, args.warmup)),

@@ -17,6 +17,7 @@ from typing import Any
 
 from bench.async_fhir_stub import StubProcess
 from bench.pinned_server import SERVICE_PATH, KeepAliveClient
+from bench.records import record_as_of_today
 from cds_service.knowledge import Knowledge
 from cds_service.prefetch.templates import render, token_values
 from cds_service.scenarios import request_from_record
@@ -37,7 +38,7 @@ def service_limits() -> dict[str, float]:
 
 def fallback_body(knowledge: Knowledge, scenario: Path, fhir_base: str, index: int) -> bytes:
     request = request_from_record(
-        json.loads(scenario.read_text()),
+        record_as_of_today(scenario),
         knowledge.registry[SERVICE],
         with_prefetch=False,
         hook_instance=f"bench-fallback-{index}",
@@ -49,7 +50,7 @@ def fallback_body(knowledge: Knowledge, scenario: Path, fhir_base: str, index: i
 def service_queries(knowledge: Knowledge, scenario: Path) -> list[str]:
     """The FHIR queries the service makes for the scenario (its prefetch templates, filled in), relative to the base."""
     service = knowledge.registry[SERVICE]
-    request = request_from_record(json.loads(scenario.read_text()), service, with_prefetch=False)
+    request = request_from_record(record_as_of_today(scenario), service, with_prefetch=False)
     values = token_values(request["context"])
     return [query for spec in service.prefetch if (query := render(spec.template, values)) is not None]
 

@@ -51,6 +51,7 @@ from bench.pinned_server import (  # noqa: E402
     service_command,
     service_ready,
 )
+from bench.records import record_as_of_today  # noqa: E402
 from bench.wrk_driver import WrkFailed, lua_script, run_wrk, wrk_command  # noqa: E402
 from cds_service.knowledge import Knowledge, load_knowledge  # noqa: E402
 from cds_service.scenarios import request_from_record  # noqa: E402
@@ -86,7 +87,7 @@ class BenchError(RuntimeError):
 def realistic_body(knowledge: Knowledge) -> dict[str, Any]:
     """The realistic-full-record order-sign request, built as bench/order_sign_latency.py builds it."""
     body: dict[str, Any] = request_from_record(
-        json.loads(SCENARIO.read_text()), knowledge.registry[SERVICE], hook_instance="bench"
+        record_as_of_today(SCENARIO), knowledge.registry[SERVICE], hook_instance="bench"
     )
     return body
 

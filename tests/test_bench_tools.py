@@ -4,6 +4,7 @@ regeneration of docs/performance.md, and the floor app over a real uvicorn serve
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import ctypes.util
 import json
@@ -11,6 +12,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,12 @@ import pytest
 from bench import perf_report
 from bench.async_fhir_stub import StubProcess
 from bench.fallback_timing import service_queries
+from bench.records import record_as_of_today, reference_time
 from bench.run_all import realistic_body
 from bench.sqlite_writers import PROCESSES
 from bench.sqlite_writers import run as run_sqlite_writers
 from bench.wrk_driver import MARKER, lua_script, parse_wrk_output, wrk_command
+from cds_service.cli.evaluate import run as evaluate_call
 from cds_service.fhir.local import LocalFhirStore
 from cds_service.knowledge import Knowledge
 from cds_service.scenarios import split_record
@@ -255,12 +259,37 @@ def test_output_without_the_result_line_is_an_error() -> None:
         parse_wrk_output(text_only)
 
 
+def test_scenario_records_move_to_today(knowledge: Knowledge) -> None:
+    scenario = REPO / "fhir_fixtures" / "realistic-full-record.json"
+    reference = reference_time()
+    original = json.loads(scenario.read_text())
+    moved = record_as_of_today(scenario, today=reference.date() + timedelta(days=30))
+    before = [e["resource"].get("effectiveDateTime") for e in original["entry"]]
+    after = [e["resource"].get("effectiveDateTime") for e in moved["entry"]]
+    pairs = [(b, a) for b, a in zip(before, after, strict=True) if b]
+    assert pairs
+    for b, a in pairs:
+        shifted = datetime.fromisoformat(a.replace("Z", "+00:00")) - datetime.fromisoformat(b.replace("Z", "+00:00"))
+        assert shifted == timedelta(days=30)
+
+
+def test_the_benchmark_call_is_a_clean_call_today(knowledge: Knowledge) -> None:
+    """The benchmarks time the call of a clean, fully documented patient: evaluated now (not at the fixtures'
+    reference time), its dates moved to today, it answers no cards."""
+    evaluation = asyncio.run(
+        evaluate_call(knowledge, realistic_body(knowledge), "palbociclib-order-sign", datetime.now(UTC))
+    )
+    assert evaluation.orders
+    assert evaluation.response.cards == []
+    assert evaluation.skipped == {}
+
+
 @pytest.mark.e2e
 def test_async_stub_answers_after_the_latency_and_reports_each_query(knowledge: Knowledge) -> None:
     """The stub (its own process) answers one of the service's searches with the scenario's Bundle after the
     injected latency, and /_timings reports every query of a concurrent burst, then starts afresh."""
     scenario = REPO / "fhir_fixtures" / "realistic-full-record.json"
-    store = LocalFhirStore(split_record(json.loads(scenario.read_text()))[2])
+    store = LocalFhirStore(split_record(record_as_of_today(scenario))[2])
     searches = [query for query in service_queries(knowledge, scenario) if "?" in query]
     query = next(query for query in searches if (store.query(query) or {}).get("entry"))
     with StubProcess(scenario, latency_s=0.05) as stub:
