@@ -13,7 +13,7 @@ from cds_service.prefetch.model import KeyOutcome, PatientData
 from cds_service.rules import RULES as ALL_RULES
 from cds_service.rules import safety, safety_organs, safety_pregnancy
 from cds_service.rules.base import Finding, Threshold
-from cds_service.rules.menopause import MenopausalStatus
+from cds_service.rules.menopause import menopausal_status
 from cds_service.snapshot.build import build_snapshot
 from cds_service.snapshot.model import (
     Code,
@@ -302,11 +302,15 @@ def test_pregnancy_test_before_start(kwargs: dict[str, Any], fires: bool) -> Non
     assert ids(missing_test_card(snap(**kwargs))) == (["pregnancy-test-missing"] if fires else [])
 
 
-def test_postmenopausal_women_need_no_test(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(safety_pregnancy, "menopausal_status", lambda _: MenopausalStatus("postmenopausal", "recorded"))
-    assert missing_test_card(snap(age=45)) == []
-    monkeypatch.setattr(safety_pregnancy, "menopausal_status", lambda _: MenopausalStatus("perimenopausal", "x"))
-    assert ids(missing_test_card(snap(age=45))) == ["pregnancy-test-missing"]
+def test_postmenopausal_women_need_no_test() -> None:
+    """Below the age cut-off, the menopausal status decides: recorded postmenopausal needs no test,
+    recorded perimenopausal does."""
+    postmenopausal = snap(age=45, conditions=[fact("postmenopausal")])
+    perimenopausal = snap(age=45, conditions=[fact("perimenopausal")])
+    assert menopausal_status(postmenopausal).state == "postmenopausal"
+    assert menopausal_status(perimenopausal).state == "perimenopausal"
+    assert missing_test_card(postmenopausal) == []
+    assert ids(missing_test_card(perimenopausal)) == ["pregnancy-test-missing"]
 
 
 def test_pregnancy_test_card_says_what_it_found_and_obeys_site_windows() -> None:
