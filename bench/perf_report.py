@@ -177,6 +177,7 @@ def environment_table(result: dict[str, Any]) -> str:
         ["uvicorn event loop / HTTP parser", f"{env['uvicorn_loop']} / {env['uvicorn_http']}"],
         ["wrk", env["wrk"]],
         ["service log level", env["log_level"]],
+        ["hot-path modules", env.get("native_modules", "not recorded")],
         [
             "payload",
             f"{payload.get('scenario', '?')}: {payload.get('bytes', 0):,} bytes, "

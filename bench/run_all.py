@@ -53,6 +53,7 @@ from bench.pinned_server import (  # noqa: E402
 )
 from bench.records import record_as_of_today  # noqa: E402
 from bench.wrk_driver import WrkFailed, lua_script, run_wrk, wrk_command  # noqa: E402
+from cds_service import native  # noqa: E402
 from cds_service.knowledge import Knowledge, load_knowledge  # noqa: E402
 from cds_service.scenarios import request_from_record  # noqa: E402
 
@@ -148,6 +149,8 @@ def environment(pinned: bool, log_level: str) -> dict[str, Any]:
         "kernel": platform.release(),
         "pinning": {"server_core": SERVER_CORE, "client_core": CLIENT_CORE} if pinned else None,
         "log_level": log_level,
+        # Whether the service ran its hot-path modules compiled (scripts/build_native.py) or from source.
+        "native_modules": native.status,
     }
 
 

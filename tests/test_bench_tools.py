@@ -380,6 +380,7 @@ def _result() -> dict[str, Any]:
             "cpus": 2,
             "pinning": {"server_core": 0, "client_core": 1},
             "log_level": "INFO",
+            "native_modules": "compiled",
         },
         "settings": {"warmup_s": 3, "duration_s": 15, "fixed_rate_s": 30},
         "payload": {
@@ -446,6 +447,7 @@ def test_doc_tables_are_regenerated_between_their_markers() -> None:
     assert perf_report.update_doc(updated, tables) == updated
     assert "| service | 2 | sqlite | 1 | not measured |" in updated
     assert "_Not measured: server did not start_" in updated
+    assert "| **hot-path modules** | compiled |" in updated
 
 
 def test_doc_without_a_marker_is_an_error() -> None:
