@@ -11,14 +11,15 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from cds_service.cli.fixtures import days_to_today, shift_dates
-from cds_service.scenarios import load_json, load_manifest
+from cds_service.cli.fixtures import days_to_today, scenarios, shift_dates
+from cds_service.scenarios import load_json
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fhir_fixtures"
 
 
 def reference_time() -> datetime:
-    return datetime.fromisoformat(str(load_manifest(FIXTURES)["reference_time"]).replace("Z", "+00:00"))
+    """The manifests' reference time: the moment the fixtures are dated for."""
+    return scenarios(FIXTURES)[0]
 
 
 def record_as_of_today(path: Path, today: date | None = None) -> dict[str, Any]:
