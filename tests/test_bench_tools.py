@@ -9,6 +9,8 @@ import ctypes
 import ctypes.util
 import json
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -480,3 +482,18 @@ def test_sqlite_writers_bench_runs_both_arms_and_the_chain_verifies() -> None:
         assert result["records"] == PROCESSES * 20
         assert result["chain_verifies"] is True
         assert 0 < result["write_ms"]["p50"] <= result["write_ms"]["p99"] <= result["write_ms"]["max"]
+
+
+def test_instruction_count_calls_are_the_clean_benchmark_call() -> None:
+    """What valgrind counts in bench/instructions.py: the realistic call through the full app, every answer a 200
+    with no cards (the child refuses anything else)."""
+    result = subprocess.run(
+        [sys.executable, "bench/instructions.py", "--child", "--calls", "3", "--warmup", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "4 calls answered 200 with no cards"
