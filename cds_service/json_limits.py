@@ -29,28 +29,37 @@ def check_shape(value: Any, settings: Limits) -> None:
 
 
 def _within_limits(value: Any, max_depth: int, max_items: int, max_string: int) -> bool:
-    """The same limits as ``_explain``: a value at depth ``d`` is nested ``d`` levels deep (the body is 1)."""
+    """The same limits as ``_explain``: a value at depth ``d`` is nested ``d`` levels deep (the body is 1).
+
+    Level by level: the containers of one depth in a list, so no (node, depth) pair is built per container."""
     if type(value) is not dict and type(value) is not list:
         return max_depth >= 1 and (type(value) is not str or len(value) <= max_string)
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    push = stack.append
-    while stack:
-        node, depth = stack.pop()
-        if depth > max_depth or (node and depth + 1 > max_depth):
+    level: list[Any] = [value]
+    depth = 1
+    while level:
+        if depth > max_depth:
             return False
-        if type(node) is dict:
-            children = node.values()
-        elif len(node) > max_items:
-            return False
-        else:
-            children = node
-        for item in children:
-            kind = type(item)
-            if kind is str:
-                if len(item) > max_string:
-                    return False
-            elif kind is dict or kind is list:
-                push((item, depth + 1))
+        deeper: list[Any] = []
+        push = deeper.append
+        last = depth == max_depth  # a value inside a container at this depth would be too deep
+        for node in level:
+            if type(node) is dict:
+                children = node.values()
+            elif len(node) > max_items:
+                return False
+            else:
+                children = node
+            if last and node:
+                return False
+            for item in children:
+                kind = type(item)
+                if kind is str:
+                    if len(item) > max_string:
+                        return False
+                elif kind is dict or kind is list:
+                    push(item)
+        level = deeper
+        depth += 1
     return True
 
 
