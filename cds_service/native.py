@@ -33,8 +33,10 @@ MODULES = (
     "cds_service.snapshot.medications",
     "cds_service.snapshot.order_details",
     "cds_service.snapshot.build",
+    "cds_service.snapshot.model",
 )
-"""What is compiled: the code that reads every resource of a call (the walk over the body, the snapshot).
+"""What is compiled: the code that reads every resource of a call (the walk over the body, the snapshot and
+its model classes, whose written ``__init__``s become native constructors).
 A compiled module must not use ``__file__``: in a build whose shared library sits inside the package, mypyc
 gives it a wrong path (``terminology``, which finds its value sets by it, is left out for that reason)."""
 

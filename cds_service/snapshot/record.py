@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from types import FunctionType
 from typing import Any, TypeVar, dataclass_transform
 
 T = TypeVar("T")
@@ -21,6 +22,17 @@ def record(cls: type[T]) -> type[T]:
     built: type[T] = dataclasses.dataclass(frozen=True, slots=True)(cls)
     built.__init__ = _fast_init(built)  # type: ignore[method-assign]
     return built
+
+
+def fast_init(*classes: type[Any]) -> None:
+    """Give each frozen, slotted dataclass the descriptor-writing ``__init__``, unless its ``__init__`` is native.
+
+    For the dataclasses of a module mypyc compiles (``snapshot.model``), which cannot take ``@record``: compiled,
+    an ``__init__`` written in the class is native code and is kept; run from source, it (or the one
+    ``dataclasses`` made) is a Python function and is replaced."""
+    for cls in classes:
+        if isinstance(cls.__init__, FunctionType):
+            cls.__init__ = _fast_init(cls)
 
 
 def _fast_init(cls: type[Any]) -> Callable[..., None]:

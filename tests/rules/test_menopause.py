@@ -4,7 +4,6 @@ build_snapshot for the value-set codes it reads."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -114,16 +113,9 @@ def e2(value: float, when: datetime | None = None) -> LabResult:
     return hormone("estradiol", value, when or months_ago(0, days=10), "pg/mL")
 
 
-@dataclass(frozen=True, slots=True)
-class DatedLab(LabResult):
-    """A LabResult carrying the date value a last-menstrual-period Observation gives (``valueDateTime``)."""
-
-    value_date: datetime | None = None
-
-
 def lmp(period: datetime | None) -> LabResult:
     when = months_ago(0, days=10)
-    return DatedLab(
+    return LabResult(  # value_date: the date a last-menstrual-period Observation gives
         concept="last-menstrual-period",
         effective=when,
         value=None,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from dataclasses import field
+from types import FunctionType
 
 import pytest
 
-from cds_service.snapshot.model import Code, Evidence, LabResult
+from cds_service import native
+from cds_service.snapshot import model
+from cds_service.snapshot.model import Code
 from cds_service.snapshot.record import record
 
 
@@ -58,10 +62,56 @@ def test_wrong_arguments_are_refused_as_by_a_dataclass() -> None:
         Sample("a", 1.0, (), [], "extra")  # type: ignore[call-arg]
 
 
-def test_the_snapshot_models_use_the_fast_constructor() -> None:
-    for model in (Code, Evidence, LabResult):
-        assert model.__init__.__code__.co_filename == "<string>"
-        assert "_set_" in " ".join(model.__init__.__code__.co_names)
+WRITTEN_INIT = ("Evidence", "Code", "LabResult")
+"""The snapshot models that write their own ``__init__`` (native when compiled)."""
+
+
+def _fast(init: object) -> bool:
+    code = getattr(init, "__code__", None)
+    return code is not None and code.co_filename == "<string>" and "_set_" in " ".join(code.co_names)
+
+
+def test_the_snapshot_models_use_a_native_or_the_fast_constructor() -> None:
+    compiled = native.status == "compiled"
+    for name, cls in vars(model).items():
+        if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == model.__name__:
+            if compiled and name in WRITTEN_INIT:
+                assert not isinstance(cls.__init__, FunctionType), name  # mypyc's native __init__
+            else:
+                assert _fast(cls.__init__), name
+
+
+def test_a_written_init_takes_exactly_the_fields_with_their_defaults() -> None:
+    """Run from source, the written ``__init__`` is replaced by one made from the fields: both must agree."""
+    tree = ast.parse(native.source_path(model.__name__).read_text())  # the source, also when compiled
+    written = {
+        node.name: item
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        for item in node.body
+        if isinstance(item, ast.FunctionDef) and item.name == "__init__"
+    }
+    assert set(written) == set(WRITTEN_INIT)
+    for name, init in written.items():
+        fields = dataclasses.fields(getattr(model, name))
+        params = init.args.args[1:]
+        assert [p.arg for p in params] == [f.name for f in fields], name
+        with_default = [p.arg for p in params][len(params) - len(init.args.defaults) :]
+        defaults = dict(zip(with_default, init.args.defaults, strict=True))
+        for f in fields:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                assert f.name not in defaults, (name, f.name)
+            else:
+                expected = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                assert eval(ast.unparse(defaults[f.name]), vars(model)) == expected, (name, f.name)
+        # The body is exactly ``self.<field> = <field>``, once per field, in order.
+        assigned = [
+            (stmt.targets[0].attr, stmt.value.id if isinstance(stmt.value, ast.Name) else ast.unparse(stmt.value))
+            for stmt in init.body
+            if isinstance(stmt, ast.Assign) and isinstance(stmt.targets[0], ast.Attribute)
+        ]
+        assert len(assigned) == len(init.body), name
+        assert assigned == [(f.name, f.name) for f in fields], name
 
 
 def test_what_the_fast_constructor_cannot_honour_is_refused() -> None:
