@@ -34,9 +34,23 @@ MODULES = (
     "cds_service.snapshot.order_details",
     "cds_service.snapshot.build",
     "cds_service.snapshot.model",
+    "cds_service.rules.base",
+    "cds_service.rules.blood_counts",
+    "cds_service.rules.dose",
+    "cds_service.rules.duplicates",
+    "cds_service.rules.indication",
+    "cds_service.rules.interactions",
+    "cds_service.rules.menopause",
+    "cds_service.rules.partner",
+    "cds_service.rules.partner_menopause",
+    "cds_service.rules.receptors",
+    "cds_service.rules.safety",
+    "cds_service.rules.safety_common",
+    "cds_service.rules.safety_organs",
+    "cds_service.rules.safety_pregnancy",
 )
 """What is compiled: the code that reads every resource of a call (the walk over the body, the snapshot and
-its model classes, whose written ``__init__``s become native constructors).
+its model classes, whose written ``__init__``s become native constructors), and the rules that read the snapshot.
 A compiled module must not use ``__file__``: in a build whose shared library sits inside the package, mypyc
 gives it a wrong path (``terminology``, which finds its value sets by it, is left out for that reason)."""
 

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/build_native.py --force   # build again
     .venv/bin/python scripts/build_native.py --clean   # remove the build: every module runs from source
 
-The same source runs with or without the build; compiled, a hook call takes about a fifth less CPU
+The same source runs with or without the build; compiled, a hook call executes about two fifths fewer instructions
 (docs/performance.md). Without a C compiler and Python's headers the build is skipped and says so; the
 service then runs from source. The manifest records the SHA-256 of each source as compiled, so
 ``cds_service.native`` can refuse a build that an edit has made stale.
