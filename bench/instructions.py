@@ -32,9 +32,6 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-SERVICE = "palbociclib-order-sign"
-SCENARIO = REPO / "fhir_fixtures" / "realistic-full-record.json"
-
 
 def run_calls(calls: int, warmup: int) -> int:
     """Serve ``warmup + calls`` realistic calls through the app in this process; returns the calls answered 200
@@ -45,15 +42,14 @@ def run_calls(calls: int, warmup: int) -> int:
     os.environ.pop("CDS_AUDIT_DB_URL", None)
     import orjson
 
-    from bench.records import record_as_of_today
+    from bench.order_sign_latency import SERVICE
+    from bench.run_all import realistic_body
     from cds_service.app import create_app
     from cds_service.knowledge import load_knowledge
-    from cds_service.scenarios import request_from_record
     from cds_service.settings import Settings
 
     settings = Settings()
-    knowledge = load_knowledge(settings.cards_dir, settings.site_config)
-    body = orjson.dumps(request_from_record(record_as_of_today(SCENARIO), knowledge.registry[SERVICE]))
+    body = orjson.dumps(realistic_body(load_knowledge(settings.cards_dir, settings.site_config)))
     app = create_app(settings, freeze_heap=True)
     path = f"/cds-services/{SERVICE}"
 

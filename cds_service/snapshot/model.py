@@ -5,8 +5,8 @@ can show what it used.
 
 The classes are frozen, slotted dataclasses. The three built by the hundred per call (``Evidence``, ``Code``,
 ``LabResult``) also write their own ``__init__``: compiled by mypyc (``cds_service.native``) it is native code,
-about a tenth of a call's instructions less. Run from source, ``fast_init`` at the end of this module gives every
-class the descriptor-writing ``__init__`` of ``record`` instead (a frozen dataclass refuses ``self.x = x``); the
+about a tenth of a call's instructions less. Run from source, ``record.fast_init`` at the end of this module
+gives every class a descriptor-writing ``__init__`` instead (a frozen dataclass refuses ``self.x = x``); the
 written ``__init__``s must take exactly the fields, in order, with their defaults (a unit test compares them).
 """
 

@@ -1,4 +1,4 @@
-"""``@record``: a frozen, slotted dataclass that is cheap to build.
+"""``fast_init``: frozen, slotted dataclasses that are cheap to build.
 
 A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``, about 0.15 µs a field; a
 hook call builds some hundreds of snapshot objects (a Code per coding, a LabResult and an Evidence per
@@ -12,24 +12,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from types import FunctionType
-from typing import Any, TypeVar, dataclass_transform
-
-T = TypeVar("T")
-
-
-@dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
-def record(cls: type[T]) -> type[T]:
-    built: type[T] = dataclasses.dataclass(frozen=True, slots=True)(cls)
-    built.__init__ = _fast_init(built)  # type: ignore[method-assign]
-    return built
+from typing import Any
 
 
 def fast_init(*classes: type[Any]) -> None:
     """Give each frozen, slotted dataclass the descriptor-writing ``__init__``, unless its ``__init__`` is native.
 
-    For the dataclasses of a module mypyc compiles (``snapshot.model``), which cannot take ``@record``: compiled,
-    an ``__init__`` written in the class is native code and is kept; run from source, it (or the one
-    ``dataclasses`` made) is a Python function and is replaced."""
+    Called after the class statements (mypyc compiles only a literal ``@dataclass``): compiled, an ``__init__``
+    written in the class is native code and is kept; run from source, it (or the one ``dataclasses`` made) is
+    a Python function and is replaced."""
     for cls in classes:
         if isinstance(cls.__init__, FunctionType):
             cls.__init__ = _fast_init(cls)
@@ -37,13 +28,13 @@ def fast_init(*classes: type[Any]) -> None:
 
 def _fast_init(cls: type[Any]) -> Callable[..., None]:
     if hasattr(cls, "__post_init__"):
-        raise TypeError(f"{cls.__name__}: @record does not run __post_init__")
+        raise TypeError(f"{cls.__name__}: fast_init does not run __post_init__")
     names: dict[str, Any] = {"_MISSING": dataclasses.MISSING}
     params: list[str] = []
     lines: list[str] = []
     for field in dataclasses.fields(cls):
         if not field.init or field.kw_only:
-            raise TypeError(f"{cls.__name__}.{field.name}: @record supports plain positional fields only")
+            raise TypeError(f"{cls.__name__}.{field.name}: fast_init supports plain positional fields only")
         setter = f"_set_{field.name}"
         names[setter] = cls.__dict__[field.name].__set__
         if field.default is not dataclasses.MISSING:

@@ -1,4 +1,4 @@
-"""``@record`` builds snapshot objects faster than a frozen dataclass, and must behave exactly like one."""
+"""``fast_init`` builds snapshot objects faster than a frozen dataclass, and must behave exactly like one."""
 
 from __future__ import annotations
 
@@ -12,15 +12,18 @@ import pytest
 from cds_service import native
 from cds_service.snapshot import model
 from cds_service.snapshot.model import Code
-from cds_service.snapshot.record import record
+from cds_service.snapshot.record import fast_init
 
 
-@record
+@dataclasses.dataclass(frozen=True, slots=True)
 class Sample:
     name: str
     value: float | None = None
     tags: tuple[str, ...] = ()
     seen: list[str] = field(default_factory=list)
+
+
+fast_init(Sample)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -115,17 +118,19 @@ def test_a_written_init_takes_exactly_the_fields_with_their_defaults() -> None:
 
 
 def test_what_the_fast_constructor_cannot_honour_is_refused() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithPostInit:
+        name: str
+
+        def __post_init__(self) -> None:
+            pass
+
     with pytest.raises(TypeError, match="__post_init__"):
+        fast_init(WithPostInit)
 
-        @record
-        class WithPostInit:
-            name: str
-
-            def __post_init__(self) -> None:
-                pass
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class WithKeywordOnly:
+        name: str = field(kw_only=True)
 
     with pytest.raises(TypeError, match="positional"):
-
-        @record
-        class WithKeywordOnly:
-            name: str = field(kw_only=True)
+        fast_init(WithKeywordOnly)
