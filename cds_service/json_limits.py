@@ -31,35 +31,49 @@ def check_shape(value: Any, settings: Limits) -> None:
 def _within_limits(value: Any, max_depth: int, max_items: int, max_string: int) -> bool:
     """The same limits as ``_explain``: a value at depth ``d`` is nested ``d`` levels deep (the body is 1).
 
-    Level by level: the containers of one depth in a list, so no (node, depth) pair is built per container."""
-    if type(value) is not dict and type(value) is not list:
-        return max_depth >= 1 and (type(value) is not str or len(value) <= max_string)
+    Level by level: the containers of one depth in a list, so no (node, depth) pair is built per container.
+    ``isinstance`` narrows each container to ``dict`` or ``list``, which the compiled build iterates natively."""
+    if not isinstance(value, (dict, list)):
+        return max_depth >= 1 and (not isinstance(value, str) or len(value) <= max_string)
     level: list[Any] = [value]
     depth = 1
     while level:
         if depth > max_depth:
             return False
         deeper: list[Any] = []
-        push = deeper.append
         last = depth == max_depth  # a value inside a container at this depth would be too deep
         for node in level:
-            if type(node) is dict:
-                children = node.values()
-            elif len(node) > max_items:
-                return False
-            else:
-                children = node
             if last and node:
                 return False
-            for item in children:
-                kind = type(item)
-                if kind is str:
-                    if len(item) > max_string:
-                        return False
-                elif kind is dict or kind is list:
-                    push(item)
+            if isinstance(node, dict):
+                if not _values_within(node, deeper, max_string):
+                    return False
+            elif len(node) > max_items or not _items_within(node, deeper, max_string):
+                return False
         level = deeper
         depth += 1
+    return True
+
+
+def _values_within(node: dict[str, Any], deeper: list[Any], max_string: int) -> bool:
+    """Strings of ``node`` within ``max_string``; its containers go to ``deeper``."""
+    for item in node.values():
+        if isinstance(item, str):
+            if len(item) > max_string:
+                return False
+        elif isinstance(item, (dict, list)):
+            deeper.append(item)
+    return True
+
+
+def _items_within(node: list[Any], deeper: list[Any], max_string: int) -> bool:
+    """``_values_within`` for a list (the same loop over a list, which the compiled build indexes natively)."""
+    for item in node:
+        if isinstance(item, str):
+            if len(item) > max_string:
+                return False
+        elif isinstance(item, (dict, list)):
+            deeper.append(item)
     return True
 
 
