@@ -27,6 +27,7 @@ MANIFEST = PACKAGE / "native-build.json"
 MODULES = (
     "cds_service.json_limits",
     "cds_service.orders",
+    "cds_service.terminology",
     "cds_service.snapshot.fhirjson",
     "cds_service.snapshot.units",
     "cds_service.snapshot.labs",
@@ -52,7 +53,7 @@ MODULES = (
 """What is compiled: the code that reads every resource of a call (the walk over the body, the snapshot and
 its model classes, whose written ``__init__``s become native constructors), and the rules that read the snapshot.
 A compiled module must not use ``__file__``: in a build whose shared library sits inside the package, mypyc
-gives it a wrong path (``terminology``, which finds its value sets by it, is left out for that reason)."""
+gives it a wrong path (``terminology`` finds its value sets from ``PACKAGE``, defined here)."""
 
 status = "source: not built"
 """How this process runs ``MODULES``: ``compiled``, or from source and why (logged at start-up)."""

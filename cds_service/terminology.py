@@ -18,9 +18,10 @@ from typing import Any
 
 import yaml
 
-from cds_service.snapshot.model import Product
+from cds_service.native import PACKAGE
+from cds_service.snapshot.model import Code, Product
 
-VALUESETS_DIR = Path(__file__).resolve().parent / "valuesets"
+VALUESETS_DIR = PACKAGE / "valuesets"
 
 SYSTEMS: dict[str, str] = {
     "rxnorm": "http://www.nlm.nih.gov/research/umls/rxnorm",
@@ -234,11 +235,14 @@ class ValueSets:
                 return frozenset({prefix.concept})
         return frozenset()
 
-    def lookup_codings(self, domain: str, codings: Iterable[tuple[str | None, str | None]]) -> frozenset[str]:
-        found: set[str] = set()
-        for system, code in codings:
-            found |= self.lookup(domain, system, code)
-        return frozenset(found)
+    def lookup_codings(self, domain: str, codes: Iterable[Code]) -> frozenset[str]:
+        """The concepts of a domain that any of ``codes`` maps to."""
+        found: frozenset[str] = frozenset()
+        for coding in codes:
+            concepts = self.lookup(domain, coding.system, coding.code)
+            if concepts:
+                found = found | concepts if found else concepts
+        return found
 
     def product(self, system: str | None, code: str | None) -> Product | None:
         if not code:

@@ -55,7 +55,7 @@ def _dropped(resource: dict[str, Any]) -> bool:
 
 def coded_fact(resource: dict[str, Any], domain: str, vs: ValueSets, date_fields: tuple[str, ...]) -> CodedFact:
     codes = tuple(codings(resource.get("code")))
-    concepts = vs.lookup_codings(domain, ((c.system, c.code) for c in codes))
+    concepts = vs.lookup_codings(domain, codes)
     clinical = codings(resource.get("clinicalStatus"))
     status = clinical[0].code if clinical else as_str(resource.get("status"))
     when = first_datetime(resource, *date_fields)
@@ -94,7 +94,7 @@ def substance_fact(resource: dict[str, Any], vs: ValueSets) -> CodedFact | None:
     codes = tuple(code for concept in concepts_in for code in codings(concept))
     texts += [concept_text(concept) for concept in concepts_in]
     text = "; ".join(t for t in texts if t)
-    found = vs.lookup_codings("medications", ((c.system, c.code) for c in codes)) | vs.medication_names_in(text)
+    found = vs.lookup_codings("medications", codes) | vs.medication_names_in(text)
     if not found:
         return None
     clinical = codings(resource.get("clinicalStatus"))
@@ -231,7 +231,6 @@ def build_snapshot(
             if use is not None:
                 medications.append(use)
 
-    observations.sort(key=labs.newest_first)
     return PatientSnapshot(
         as_of=as_of,
         patient_id=patient_id,
@@ -242,6 +241,6 @@ def build_snapshot(
         procedures=tuple(procedures),
         substances=tuple(substances),
         medications=tuple(medications),
-        labs=tuple(observations),
+        labs=tuple(labs.newest_first(observations)),
         available=data.available,
     )

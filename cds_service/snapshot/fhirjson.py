@@ -96,7 +96,7 @@ def parse_datetime(value: Any) -> datetime | None:
         if len(text) == 10:
             parsed = date.fromisoformat(text)
             return datetime(parsed.year, parsed.month, parsed.day, tzinfo=UTC)
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)  # reads "Z" since Python 3.11
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -149,6 +149,9 @@ def reference_id(reference: Any) -> tuple[str | None, str | None]:
         return None, None
     if ref.startswith("#"):
         return None, ref
+    kind, slash, rid = ref.partition("/")
+    if slash and kind and rid and "/" not in rid and "_history" not in (kind, rid):
+        return kind, rid  # the usual relative reference, without the general split below
     parts = [p for p in ref.split("/") if p]
     if "_history" in parts:
         parts = parts[: parts.index("_history")]

@@ -43,9 +43,15 @@ LAB_UNITS: dict[str, LabUnit] = {
 _EPOCH = datetime(1, 1, 1, tzinfo=UTC)
 
 
-def newest_first(lab: LabResult) -> tuple[int, float]:
-    moment = lab.effective or _EPOCH
-    return (0 if lab.effective else 1, -moment.timestamp())
+def newest_first(results: list[LabResult]) -> list[LabResult]:
+    """Dated results newest first, then the undated; equal dates keep their order (both sorts are stable)."""
+    dated = [lab for lab in results if lab.effective is not None]
+    dated.sort(key=_effective, reverse=True)
+    return dated + [lab for lab in results if lab.effective is None]
+
+
+def _effective(lab: LabResult) -> datetime:
+    return lab.effective or _EPOCH
 
 
 def _quantity(value: Any) -> tuple[float | None, str | None, str]:
@@ -84,7 +90,7 @@ def _result_concepts(element: dict[str, Any], vs: ValueSets) -> tuple[frozenset[
     shown: str | None = None
     concept = element.get("valueCodeableConcept")
     if concept is not None:
-        found |= vs.lookup_codings("result_values", ((c.system, c.code) for c in codings(concept)))
+        found |= vs.lookup_codings("result_values", codings(concept))
         shown = concept_text(concept) or ", ".join(c.code for c in codings(concept))
         text = as_str(as_dict(concept).get("text"))
         if not found and text:
@@ -98,7 +104,7 @@ def _result_concepts(element: dict[str, Any], vs: ValueSets) -> tuple[frozenset[
             found.add(hit)
     if not found:
         for interpretation in as_list(element.get("interpretation")):
-            found |= vs.lookup_codings("result_values", ((c.system, c.code) for c in codings(interpretation)))
+            found |= vs.lookup_codings("result_values", codings(interpretation))
     return frozenset(found), shown
 
 
@@ -160,7 +166,7 @@ def lab_results(resource: dict[str, Any], vs: ValueSets) -> list[LabResult]:
     """The results an Observation holds: itself and each coded component (panels, variant reports)."""
     code = resource.get("code")
     codes = codings(code)
-    own = vs.lookup_codings("observations", ((c.system, c.code) for c in codes))
+    own = vs.lookup_codings("observations", codes)
     components = as_list(resource.get("component"))
     if not own and not components:
         return []  # vital signs, social history ...: nothing a rule reads
@@ -172,7 +178,7 @@ def lab_results(resource: dict[str, Any], vs: ValueSets) -> list[LabResult]:
             out.append(_one(resource, concept, resource, vs, when, text))
     for component in components:
         component = as_dict(component)
-        found = vs.lookup_codings("observations", ((c.system, c.code) for c in codings(component.get("code"))))
+        found = vs.lookup_codings("observations", codings(component.get("code")))
         for concept in sorted(found - own):
             out.append(_one(component, concept, resource, vs, when, concept_text(component.get("code"))))
     return out

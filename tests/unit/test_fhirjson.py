@@ -6,6 +6,8 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cds_service.snapshot.fhirjson import (
     as_dict,
@@ -251,6 +253,22 @@ def test_concept_text(concept: Any, expected: str) -> None:
 )
 def test_reference_id(reference: Any, expected: tuple[str | None, str | None]) -> None:
     assert reference_id(reference) == expected
+
+
+def _split_reference(ref: str) -> tuple[str | None, str | None]:
+    """The general reading, which the common ``Type/id`` form skips."""
+    parts = [p for p in ref.split("/") if p]
+    if "_history" in parts:
+        parts = parts[: parts.index("_history")]
+    return (parts[-2], parts[-1]) if len(parts) >= 2 else (None, ref)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["Patient", "p1", "_history", "", "x y", "#a"]), min_size=1, max_size=4))
+def test_every_reference_reads_as_the_general_split_reads_it(segments: list[str]) -> None:
+    ref = "/".join(segments)
+    if ref.strip() and not ref.startswith("#"):
+        assert reference_id({"reference": ref}) == _split_reference(ref)
 
 
 # ---------------------------------------------------------------------------------------------- evidence, bundles

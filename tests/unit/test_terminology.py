@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from cds_service.snapshot.model import Code
 from cds_service.terminology import (
     SYSTEMS,
     VALUESETS_DIR,
@@ -128,7 +129,8 @@ def test_snomed_double_mapping_is_kept(vs: ValueSets) -> None:
 
 
 def test_lookup_codings_unions_concepts(vs: ValueSets) -> None:
-    found = vs.lookup_codings("conditions", [(ICD10CM, "C50.912"), (ICD10CM, "Z17.411"), (None, None), (SNOMED, "x")])
+    codes = [Code(ICD10CM, "C50.912"), Code(ICD10CM, "Z17.411"), Code("", ""), Code(SNOMED, "x")]
+    found = vs.lookup_codings("conditions", codes)
     assert found == {"breast-cancer", "hr-positive-her2-negative"}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -539,8 +539,16 @@ def test_newest_first_puts_undated_last() -> None:
         return LabResult("anc", when, 1.0, "10*9/L", True, "1")
 
     old, new = datetime(2020, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
-    ordered = sorted([lab(None), lab(old), lab(new)], key=newest_first)
-    assert [x.effective for x in ordered] == [new, old, None]
+    assert [x.effective for x in newest_first([lab(None), lab(old), lab(new)])] == [new, old, None]
+
+
+def test_newest_first_keeps_the_order_of_equal_dates() -> None:
+    """The same instant in two zones is one date; results of one panel keep the order they arrived in."""
+    when = datetime(2026, 1, 1, 8, tzinfo=UTC)
+    same = when.astimezone(timezone(timedelta(hours=-5)))
+    results = [LabResult(c, w, 1.0, "10*9/L", True, c) for c, w in [("wbc", when), ("anc", None), ("platelets", same)]]
+    results.insert(0, LabResult("hemoglobin", when - timedelta(days=1), 1.0, "g/dL", True, "1"))
+    assert [x.concept for x in newest_first(results)] == ["wbc", "platelets", "hemoglobin", "anc"]
 
 
 def test_giga_per_litre_is_not_grams_for_hemoglobin() -> None:
