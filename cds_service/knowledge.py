@@ -11,6 +11,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from cds_service.catalogue import Catalogue, CatalogueError, load_catalogue
 from cds_service.fhir.models import InvalidResource, validate_resource
 from cds_service.render import CallContext, fill_resource
 from cds_service.rules import RULES, Rule
+from cds_service.rules.base import Threshold
 from cds_service.services import ServiceDefinition, build_registry
 from cds_service.site import SiteConfig, load_site_config
 from cds_service.suggestions import EXAMPLE_DRAFT, order_with_dose
@@ -36,6 +38,16 @@ class Knowledge:
     rules: tuple[Rule, ...]
     registry: Mapping[str, ServiceDefinition]
     version: str
+
+    @cached_property
+    def rule_plan(self) -> tuple[tuple[Rule, Mapping[str, Threshold]], ...]:
+        """The rules that can still raise a card at this site, each with its thresholds: what every call runs,
+        worked out once (rules, site and thresholds do not change while the service runs)."""
+        return tuple(
+            (rule, self.site.thresholds_for(rule))
+            for rule in self.rules
+            if not all(card in self.site.disabled for card in rule.fires)
+        )
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -21,7 +21,7 @@ from cds_service.orders import palbociclib_orders
 from cds_service.prefetch.model import PatientData
 from cds_service.prefetch.resolve import resolve
 from cds_service.render import CallContext, Renderer
-from cds_service.rules.base import Finding, Rule
+from cds_service.rules.base import Finding
 from cds_service.schemas.cards import Card, CdsResponse
 from cds_service.schemas.hooks import OrderSelectContext, OrderSignContext
 from cds_service.services import ServiceDefinition
@@ -44,26 +44,17 @@ class Evaluation:
     """Checks that could not run -> why."""
 
 
-def _runnable(rule: Rule, knowledge: Knowledge, available: frozenset[str]) -> str | None:
-    missing = rule.needs - available
-    if missing:
-        return "missing data: " + ", ".join(sorted(missing))
-    return None
-
-
 def run_rules(
     knowledge: Knowledge, snapshot: PatientSnapshot, order: PalbociclibOrder, skipped: dict[str, str]
 ) -> list[Finding]:
     findings: list[Finding] = []
-    for rule in knowledge.rules:
-        if all(card in knowledge.site.disabled for card in rule.fires):
-            continue
-        reason = _runnable(rule, knowledge, snapshot.available)
-        if reason:
-            skipped[rule.name] = reason
+    available = snapshot.available
+    for rule, thresholds in knowledge.rule_plan:
+        if not rule.needs <= available:
+            skipped[rule.name] = "missing data: " + ", ".join(sorted(rule.needs - available))
             continue
         try:
-            findings.extend(rule.evaluate(snapshot, order, knowledge.site.thresholds_for(rule)))
+            findings.extend(rule.evaluate(snapshot, order, thresholds))
         except Exception as exc:  # a faulty rule must not take the other checks down with it
             # No traceback: its frames and message could carry patient values.
             log.error("rule failed: %s raised %s", rule.name, type(exc).__name__)
