@@ -125,7 +125,8 @@ def _number(thresholds: Mapping[str, Threshold], key: str, default: float) -> fl
 def _newest(labs: Iterable[LabResult]) -> LabResult | None:
     """The newest dated result; at the same time an interpretable one leads."""
     dated = [lab for lab in labs if lab.effective is not None]
-    return min(dated, key=lambda lab: (-(lab.effective or _UNDATED).timestamp(), not lab.interpretable), default=None)
+    # max keeps the first of equals, as min over the negated key did; datetimes compare without timestamp().
+    return max(dated, key=lambda lab: (lab.effective or _UNDATED, lab.interpretable), default=None)
 
 
 # --------------------------------------------------------------------------------------------------- ANC
@@ -631,7 +632,7 @@ def evaluate_monitoring(
 ) -> list[Finding]:
     context = cycle_context(snapshot, order)
     cbcs = _cbc_labs(snapshot)
-    latest = max(cbcs, key=lambda lab: (lab.effective or _UNDATED).timestamp(), default=None)
+    latest = max(cbcs, key=lambda lab: lab.effective or _UNDATED, default=None)
     findings: list[Finding] = []
     if context.first_order and latest is None:
         findings.append(_missing(context))

@@ -579,6 +579,13 @@ def test_newest_count_leads_and_an_uninterpretable_newest_one_is_not_graded() ->
     assert evaluate("platelet-count", _on_cycle_2(*unreadable)) == []
 
 
+@pytest.mark.parametrize("reversed_order", [False, True])
+def test_at_the_same_time_the_interpretable_count_leads(reversed_order: bool) -> None:
+    same_time = [lab("platelets", None, original="40 K/uL?", rid="unreadable"), lab("platelets", 40, rid="readable")]
+    snap = _on_cycle_2(*(same_time[::-1] if reversed_order else same_time))
+    assert fired(evaluate("platelet-count", snap)) == {("thrombocytopenia", "warning")}
+
+
 # -------------------------------------------------------------------------------------------------- cycles
 def test_first_order_is_cycle_1() -> None:
     context = bc.cycle_context(snapshot(), order())
