@@ -119,7 +119,7 @@ def _day(moment: datetime | None) -> str:
 
 def _number(thresholds: Mapping[str, Threshold], key: str, default: float) -> float:
     value = thresholds.get(key, default)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
 
 def _newest(labs: Iterable[LabResult]) -> LabResult | None:

@@ -159,7 +159,7 @@ def shown_dose(order: PalbociclibOrder) -> str:
 
 def _number(thresholds: Mapping[str, Threshold], name: str, default: float) -> float:
     value = thresholds.get(name, default)
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
 
 
 # ------------------------------------------------------------------------------------ CYP3A inhibitors

@@ -40,7 +40,7 @@ def within_days(snapshot: PatientSnapshot, when: datetime | None, days: float) -
 def number(thresholds: Mapping[str, Threshold], defaults: Mapping[str, Threshold], key: str) -> float:
     """A numeric threshold, the site's value when it set one."""
     value = thresholds.get(key, defaults[key])
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"threshold {key} must be a number")
     return float(value)
 

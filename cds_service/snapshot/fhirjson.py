@@ -30,7 +30,7 @@ def as_str(value: Any) -> str | None:
 def as_float(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, (int, float)):  # a tuple: compiled, ``int | float`` takes the generic isinstance
         try:
             return float(value)
         except OverflowError:  # an integer beyond float range is no lab value

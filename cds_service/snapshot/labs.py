@@ -69,7 +69,8 @@ def _quantity(value: Any) -> tuple[float | None, str | None, str]:
 def _units(quantity: dict[str, Any]) -> tuple[str | None, str | None]:
     """The UCUM code (a code of another system is no unit) and the human-readable unit of a Quantity."""
     system = quantity.get("system")
-    code = as_str(quantity.get("code")) if system is None or system == "http://unitsofmeasure.org" else None
+    ucum = system is None or (isinstance(system, str) and system == "http://unitsofmeasure.org")
+    code = as_str(quantity.get("code")) if ucum else None
     return code, as_str(quantity.get("unit"))
 
 

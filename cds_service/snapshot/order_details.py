@@ -141,7 +141,7 @@ _TEXT_UNITS = re.compile(rf"\b{_N}\s*(tablets?|tabs?|capsules?|caps?)\b")
 
 def _number(value: Any) -> float | None:
     """A finite number from a JSON number or a numeric string."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         return None
     try:
         number = float(value.strip() if isinstance(value, str) else value)

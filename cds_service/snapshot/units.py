@@ -133,8 +133,9 @@ class LabUnit:
 def _lookup(table: dict[str, float], unit: str) -> float | None:
     """Exact match first; case is ignored only for a spelling that is not exactly a unit of another
     kind (``g/L`` is grams per litre, never the count ``G/L``)."""
-    if unit in table:
-        return table[unit]
+    found = table.get(unit)
+    if found is not None:
+        return found
     folded = unit.casefold()
     if unit in _EXACT_ELSEWHERE or folded in _AMBIGUOUS:
         return None
