@@ -150,7 +150,7 @@ def reference_id(reference: Any) -> tuple[str | None, str | None]:
     if ref.startswith("#"):
         return None, ref
     kind, slash, rid = ref.partition("/")
-    if slash and kind and rid and "/" not in rid and "_history" not in (kind, rid):
+    if slash and kind and rid and "/" not in rid and kind != "_history" and rid != "_history":
         return kind, rid  # the usual relative reference, without the general split below
     parts = [p for p in ref.split("/") if p]
     if "_history" in parts:
@@ -161,9 +161,14 @@ def reference_id(reference: Any) -> tuple[str | None, str | None]:
 
 
 def subject_patient_id(resource: dict[str, Any]) -> str | None:
-    """The id of the Patient a resource is about (``subject`` or ``patient``), when it names one."""
-    for name in ("subject", "patient"):
-        kind, rid = reference_id(resource.get(name))
-        if rid is not None and not rid.startswith("#") and kind in (None, "Patient"):
-            return rid
+    """The id of the Patient a resource is about (``subject``, else ``patient``), when it names one."""
+    # Two plain calls, not a loop over a tuple of names: this runs for every resource of a call.
+    found = _patient_id(resource.get("subject"))
+    return found if found is not None else _patient_id(resource.get("patient"))
+
+
+def _patient_id(reference: Any) -> str | None:
+    kind, rid = reference_id(reference)
+    if rid is not None and not rid.startswith("#") and (kind is None or kind == "Patient"):
+        return rid
     return None

@@ -22,6 +22,7 @@ from cds_service.snapshot.fhirjson import (
     parse_date,
     parse_datetime,
     reference_id,
+    subject_patient_id,
 )
 from cds_service.snapshot.model import Code
 
@@ -306,3 +307,21 @@ def test_bundle_resources_of_a_single_resource() -> None:
     assert list(bundle_resources(patient)) == [patient]
     assert list(bundle_resources({"resourceType": "Bundle"})) == []
     assert list(bundle_resources({"resourceType": "Bundle", "entry": {"resource": patient}})) == [patient]
+
+
+@pytest.mark.parametrize(
+    ("resource", "expected"),
+    [
+        ({"subject": {"reference": "Patient/p1"}}, "p1"),
+        ({"subject": {"reference": "Patient/p1"}, "patient": {"reference": "Patient/p2"}}, "p1"),
+        ({"subject": {"reference": "Group/g1"}, "patient": {"reference": "Patient/p2"}}, "p2"),
+        ({"subject": {"reference": "#contained"}, "patient": {"reference": "Patient/p2"}}, "p2"),
+        ({"subject": {"reference": "https://ehr.example.org/fhir/Patient/p3/_history/2"}}, "p3"),
+        ({"patient": {"reference": "p4"}}, "p4"),
+        ({"subject": {"reference": "Practitioner/x"}}, None),
+        ({"subject": {"display": "no reference"}}, None),
+        ({}, None),
+    ],
+)
+def test_subject_patient_id(resource: dict[str, Any], expected: str | None) -> None:
+    assert subject_patient_id(resource) == expected
