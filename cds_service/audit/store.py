@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, event, insert, select, update
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from cds_service import metrics
 from cds_service.audit import migrate, tables
 from cds_service.audit.canonical import GENESIS, canonical, chain_digest, digest
+from cds_service.audit.dbapi import Compiled, in_transaction
 from cds_service.audit.group_commit import GroupCommit
 from cds_service.audit.records import InvocationRecord
 from cds_service.audit.spool import Spool
@@ -63,11 +65,46 @@ class AuditStore(Protocol):
     def close(self) -> None: ...
 
 
-# Built once: constructing a statement costs more than executing its cached compiled form.
 _HEAD = tables.chain_head.c
 _LOCK_HEAD = update(tables.chain_head).where(_HEAD.id == 1).values(seq=_HEAD.seq)
 _READ_HEAD = select(_HEAD.seq, _HEAD.chain_digest).where(_HEAD.id == 1)
 _MOVE_HEAD = update(tables.chain_head).where(_HEAD.id == 1)
+_RECORD_COLUMNS = (
+    "seq",
+    "record_id",
+    "kind",
+    "recorded_at",
+    "content",
+    "content_digest",
+    "prev_digest",
+    "chain_digest",
+    *_INDEXED,
+)
+_CARD_COLUMNS = ("card_uuid", "record_seq", "hook_instance", "service_id", "rule_id", "indicator", "issued_at")
+_FEEDBACK_COLUMNS = ("record_seq", "service_id", "card_uuid", "outcome", "content_digest")
+
+
+class _AppendStatements:
+    """The append path's statements for one dialect (``dbapi.Compiled``)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        feedback = tables.feedback_index.c
+        self.lock_head = Compiled(_LOCK_HEAD, dialect)
+        self.read_head = Compiled(_READ_HEAD, dialect)
+        self.move_head = Compiled(_MOVE_HEAD, dialect, ("seq", "chain_digest"))
+        self.insert_record = Compiled(insert(tables.audit_record), dialect, _RECORD_COLUMNS)
+        self.insert_card = Compiled(insert(tables.card_index), dialect, _CARD_COLUMNS)
+        self.insert_feedback = Compiled(insert(tables.feedback_index), dialect, _FEEDBACK_COLUMNS)
+        self.feedback_stored = Compiled(
+            select(feedback.id)
+            .where(
+                feedback.service_id == bindparam("service_id"),
+                feedback.card_uuid == bindparam("card_uuid"),
+                feedback.content_digest == bindparam("content_digest"),
+            )
+            .limit(1),
+            dialect,
+        )
 
 
 def _sqlite_pragmas(busy_timeout_ms: int) -> Any:
@@ -115,6 +152,7 @@ class SqlAuditStore:
             event.listen(self.engine, "connect", _sqlite_pragmas(busy_timeout_ms))
         migrate.upgrade(self.engine)
         self._ensure_head()
+        self._sql = _AppendStatements(self.engine.dialect)
         self._writer_lock = (
             WriterLock(database.with_name(database.name + ".writer-lock"), busy_timeout_ms / 1000)
             if database is not None
@@ -134,12 +172,14 @@ class SqlAuditStore:
             pass  # another worker created it first
 
     # -- writing -------------------------------------------------------------------------------
-    def _append(self, connection: Connection, entries: Sequence[dict[str, Any]]) -> list[bool | Exception]:
-        """Chain ``entries`` onto the log in one transaction; ``False`` for a feedback item already stored."""
+    def _append(self, cursor: Any, entries: Sequence[dict[str, Any]]) -> list[bool | Exception]:
+        """Chain ``entries`` onto the log in the cursor's transaction; ``False`` for a feedback item already
+        stored."""
+        sql = self._sql
         # Writing the head first takes the write lock before reading it, so appends never interleave.
-        connection.execute(_LOCK_HEAD)
-        head = connection.execute(_READ_HEAD).one()
-        seq, previous = int(head.seq), str(head.chain_digest)
+        sql.lock_head.execute(cursor)
+        head_seq, head_digest = sql.read_head.execute(cursor).fetchone()
+        seq, previous = int(head_seq), str(head_digest)
         results: list[bool | Exception] = []
         records: list[dict[str, Any]] = []
         cards: list[dict[str, Any]] = []
@@ -149,7 +189,7 @@ class SqlAuditStore:
             item = entry.get("feedback")
             if item:
                 key = (item["service_id"], item["card_uuid"], item["content_digest"])
-                if key in batch_feedback or self._feedback_stored(connection, key):
+                if key in batch_feedback or self._feedback_stored(cursor, key):
                     results.append(False)
                     continue
                 batch_feedback.add(key)
@@ -180,26 +220,21 @@ class SqlAuditStore:
             previous = link
             results.append(True)
         if records:
-            connection.execute(insert(tables.audit_record), records)
+            sql.insert_record.execute_many(cursor, records)
             if cards:
-                connection.execute(insert(tables.card_index), cards)
+                sql.insert_card.execute_many(cursor, cards)
             if feedback:
-                connection.execute(insert(tables.feedback_index), feedback)
-            connection.execute(_MOVE_HEAD, {"seq": seq, "chain_digest": previous})
+                sql.insert_feedback.execute_many(cursor, feedback)
+            sql.move_head.execute(cursor, {"seq": seq, "chain_digest": previous})
         return results
 
-    @staticmethod
-    def _feedback_stored(connection: Connection, key: tuple[str, str, str]) -> bool:
-        index = tables.feedback_index.c
-        query = select(index.id).where(
-            index.service_id == key[0], index.card_uuid == key[1], index.content_digest == key[2]
-        )
-        return connection.execute(query.limit(1)).first() is not None
+    def _feedback_stored(self, cursor: Any, key: tuple[str, str, str]) -> bool:
+        values = {"service_id": key[0], "card_uuid": key[1], "content_digest": key[2]}
+        return self._sql.feedback_stored.execute(cursor, values).fetchone() is not None
 
     def _write(self, entry: dict[str, Any]) -> bool:
         """One spool-shaped entry into the database; ``False`` when it is a duplicate feedback item."""
-        with self.engine.begin() as connection:
-            result = self._append(connection, [entry])[0]
+        result = in_transaction(self.engine, lambda cursor: self._append(cursor, [entry])[0])
         return result is True
 
     def _write_batch(self, entries: list[dict[str, Any]]) -> list[bool | Exception]:
@@ -214,8 +249,8 @@ class SqlAuditStore:
         try:
             if self.spool.pending():
                 self.spool.replay(self._write)
-            with self.engine.begin() as connection:
-                return self._append(connection, entries)
+            results: list[bool | Exception] = in_transaction(self.engine, lambda cursor: self._append(cursor, entries))
+            return results
         except IntegrityError:
             # Not expected (duplicates are checked under the lock); write one by one so one entry sinks alone.
             return [self._write_one(entry) for entry in entries]
