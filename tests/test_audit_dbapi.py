@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from cds_service.audit import migrate, tables
-from cds_service.audit.dbapi import Compiled, in_transaction
+from cds_service.audit.dbapi import CompiledStatement, in_transaction
 from tests.support import reset_postgres
 
 
@@ -56,7 +56,7 @@ def _record(seq: int, **changes: Any) -> dict[str, Any]:
 def test_a_record_written_on_the_dbapi_path_is_stored_as_sqlalchemy_stores_it(engine: Any) -> None:
     with engine.begin() as connection:
         connection.execute(insert(tables.audit_record), [_record(1)])
-    statement = Compiled(insert(tables.audit_record), engine.dialect, tuple(_record(2)))
+    statement = CompiledStatement(insert(tables.audit_record), engine.dialect, tuple(_record(2)))
     in_transaction(engine, lambda cursor: statement.execute_many(cursor, [_record(2)]))
 
     columns = ", ".join(c for c in _record(0) if c not in ("seq", "record_id"))
@@ -79,14 +79,14 @@ def test_bound_literals_and_named_values_reach_the_statement(engine: Any) -> Non
     with engine.begin() as connection:
         connection.execute(insert(tables.chain_head).values(id=1, seq=7, chain_digest="e" * 64))
     head = tables.chain_head.c
-    read = Compiled(select(head.seq, head.chain_digest).where(head.id == 1), engine.dialect)
+    read = CompiledStatement(select(head.seq, head.chain_digest).where(head.id == 1), engine.dialect)
     assert in_transaction(engine, lambda cursor: read.execute(cursor).fetchone()) == (7, "e" * 64)
 
 
 def test_a_constraint_violation_is_sqlalchemys_integrity_error_and_nothing_of_the_batch_is_kept(
     engine: Any,
 ) -> None:
-    statement = Compiled(insert(tables.audit_record), engine.dialect, tuple(_record(1)))
+    statement = CompiledStatement(insert(tables.audit_record), engine.dialect, tuple(_record(1)))
     duplicate_id = _record(2, record_id=_record(1)["record_id"])
     with pytest.raises(IntegrityError):
         in_transaction(engine, lambda cursor: statement.execute_many(cursor, [_record(1), duplicate_id]))
@@ -105,7 +105,7 @@ def test_a_database_that_cannot_be_opened_is_sqlalchemys_operational_error(tmp_p
 
 
 def test_work_that_fails_outside_the_database_rolls_back(engine: Any) -> None:
-    statement = Compiled(insert(tables.audit_record), engine.dialect, tuple(_record(1)))
+    statement = CompiledStatement(insert(tables.audit_record), engine.dialect, tuple(_record(1)))
 
     def fails(cursor: Any) -> None:
         statement.execute_many(cursor, [_record(1)])

@@ -22,7 +22,7 @@ from sqlalchemy.sql.elements import BindParameter, ClauseElement
 Processor = Callable[[Any], Any]
 
 
-class Compiled:
+class CompiledStatement:
     """One statement for one dialect: its SQL text, and how a mapping of values becomes the DBAPI's
     parameters (in order for a positional paramstyle, by name otherwise)."""
 

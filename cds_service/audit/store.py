@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from cds_service import metrics
 from cds_service.audit import migrate, tables
 from cds_service.audit.canonical import GENESIS, canonical, chain_digest, digest
-from cds_service.audit.dbapi import Compiled, in_transaction
+from cds_service.audit.dbapi import CompiledStatement, in_transaction
 from cds_service.audit.group_commit import GroupCommit
 from cds_service.audit.records import InvocationRecord
 from cds_service.audit.spool import Spool
@@ -85,17 +85,17 @@ _FEEDBACK_COLUMNS = ("record_seq", "service_id", "card_uuid", "outcome", "conten
 
 
 class _AppendStatements:
-    """The append path's statements for one dialect (``dbapi.Compiled``)."""
+    """The append path's statements for one dialect (``dbapi.CompiledStatement``)."""
 
     def __init__(self, dialect: Dialect) -> None:
         feedback = tables.feedback_index.c
-        self.lock_head = Compiled(_LOCK_HEAD, dialect)
-        self.read_head = Compiled(_READ_HEAD, dialect)
-        self.move_head = Compiled(_MOVE_HEAD, dialect, ("seq", "chain_digest"))
-        self.insert_record = Compiled(insert(tables.audit_record), dialect, _RECORD_COLUMNS)
-        self.insert_card = Compiled(insert(tables.card_index), dialect, _CARD_COLUMNS)
-        self.insert_feedback = Compiled(insert(tables.feedback_index), dialect, _FEEDBACK_COLUMNS)
-        self.feedback_stored = Compiled(
+        self.lock_head = CompiledStatement(_LOCK_HEAD, dialect)
+        self.read_head = CompiledStatement(_READ_HEAD, dialect)
+        self.move_head = CompiledStatement(_MOVE_HEAD, dialect, ("seq", "chain_digest"))
+        self.insert_record = CompiledStatement(insert(tables.audit_record), dialect, _RECORD_COLUMNS)
+        self.insert_card = CompiledStatement(insert(tables.card_index), dialect, _CARD_COLUMNS)
+        self.insert_feedback = CompiledStatement(insert(tables.feedback_index), dialect, _FEEDBACK_COLUMNS)
+        self.feedback_stored = CompiledStatement(
             select(feedback.id)
             .where(
                 feedback.service_id == bindparam("service_id"),
