@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -21,6 +22,10 @@ from cds_service.prefetch.model import QueryOutcome
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
 MAX_RESPONSE_BYTES = 20 * 1024 * 1024
+# A relative reference that appending to the base resolves as ``URL.join`` does: a resource type, then path
+# segments that are neither empty nor dot segments, no scheme or fragment, and a non-empty query (join drops
+# an empty one).
+_PLAIN_RELATIVE = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:/(?!\.\.?(?:[/?]|$))[^/?#:]+)*(?:\?[^#]+)?")
 
 
 class FetchFailed(Exception):
@@ -56,6 +61,16 @@ def refuse_base(url: str, allow_http: bool) -> str | None:
     return None
 
 
+def without_query(url: httpx.URL) -> str:
+    """``str(url.copy_with(query=None))`` without parsing the URL again."""
+    text = str(url)
+    if "?" not in text:
+        return text
+    # The first "#" starts the fragment (it is percent-encoded anywhere else); before it, "?" starts the query.
+    head, mark, fragment = text.partition("#")
+    return head.partition("?")[0] + mark + fragment
+
+
 class FhirGateway:
     """The FHIR server of one hook call."""
 
@@ -75,10 +90,19 @@ class FhirGateway:
         self._clients = (http,) if isinstance(http, httpx.AsyncClient) else tuple(http)
         self._sent = 0
         self._base = httpx.URL(base_url.rstrip("/") + "/")
+        self._base_text = str(self._base)
         self._token = token
         self._timeout = timeout
         self._max_pages = max_pages
         self._request_id = request_id
+
+    def resolve(self, relative: str) -> httpx.URL:
+        """``relative`` against the base, as ``URL.join`` resolves it. The prefetch templates' form
+        ("Observation?patient=...") is appended and parsed once: join parses both URLs and the result again,
+        about a third of the CPU of a query's URL handling (a test checks the two agree)."""
+        if _PLAIN_RELATIVE.fullmatch(relative):
+            return httpx.URL(self._base_text + relative)
+        return self._base.join(relative)
 
     def _same_server(self, url: httpx.URL) -> bool:
         return (url.scheme, url.host, url.port) == (
@@ -114,7 +138,7 @@ class FhirGateway:
     async def _request(
         self, key: str, url: httpx.URL, expect: str, started: float
     ) -> tuple[dict[str, Any], QueryOutcome]:
-        shown = str(url.copy_with(query=None))  # the audit keeps the path; queries name patients
+        shown = without_query(url)  # the audit keeps the path; queries name patients
 
         def outcome(kind: Any, status: int | None = None, entries: int = 0) -> QueryOutcome:
             return QueryOutcome(key, shown, status, kind, (time.perf_counter() - started) * 1000, entries)
@@ -150,12 +174,12 @@ class FhirGateway:
 
     async def read(self, key: str, relative: str, resource_type: str) -> tuple[dict[str, Any], list[QueryOutcome]]:
         """One resource (``Patient/123``)."""
-        resource, outcome = await self._get(key, self._base.join(relative), resource_type)
+        resource, outcome = await self._get(key, self.resolve(relative), resource_type)
         return resource, [outcome]
 
     async def search(self, key: str, relative: str, limit: int) -> tuple[list[dict[str, Any]], list[QueryOutcome]]:
         """Entries of a search, following ``next`` links on the same server up to ``limit`` entries."""
-        url: httpx.URL | None = self._base.join(relative)
+        url: httpx.URL | None = self.resolve(relative)
         resources: list[dict[str, Any]] = []
         outcomes: list[QueryOutcome] = []
         pages = 0
@@ -174,13 +198,13 @@ class FhirGateway:
                     resources.append(resource)
             url = self._next(bundle)
             if url is not None and not self._same_server(url) and len(resources) < limit:
-                refused = QueryOutcome(key, str(url.copy_with(query=None)), None, "refused", 0.0)
+                refused = QueryOutcome(key, without_query(url), None, "refused", 0.0)
                 metrics.observe_fhir_query("refused", 0.0)  # a request not made: counted, with no latency
                 raise FetchFailed(refused, "next link points outside the FHIR server; not followed", outcomes)
         if url is not None and len(resources) < limit:
             # Still more pages at the bound: the data is incomplete, and an incomplete list must not pass
             # for a complete one (a missing page could hold the interacting medicine).
-            stopped = QueryOutcome(key, str(url.copy_with(query=None)), None, "refused", 0.0)
+            stopped = QueryOutcome(key, without_query(url), None, "refused", 0.0)
             metrics.observe_fhir_query("refused", 0.0)
             raise FetchFailed(stopped, f"paging did not end within {self._max_pages} pages", outcomes)
         return resources, outcomes
