@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from uuid import uuid4
 
 import httpx
@@ -37,6 +38,13 @@ def fhir_client_count(knowledge: Knowledge) -> int:
     concurrent queries (100 ms server latency, in-process, CPU per call on one host): 4 clients 52 ms,
     19 clients 38 ms, 32 clients 37 ms."""
     return max((len(service.prefetch) for service in knowledge.registry.values()), default=1) or 1
+
+
+def no_cookies() -> CookieJar:
+    """The FHIR clients' cookie jar: it keeps none. The clients are shared by every hook call, so a cookie an
+    EHR's FHIR server set during one clinician's call would otherwise go out with the next call, made with
+    another clinician's token."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 YOUNG_GC_THRESHOLD = 20_000
@@ -70,7 +78,9 @@ def create_app(
             http = await clients.enter_async_context(httpx.AsyncClient(limits=limits, trust_env=False))
             tls = httpx.create_ssl_context()  # built once: each context loads the CA bundle
             fhir_http = [
-                await clients.enter_async_context(httpx.AsyncClient(limits=limits, trust_env=False, verify=tls))
+                await clients.enter_async_context(
+                    httpx.AsyncClient(limits=limits, trust_env=False, verify=tls, cookies=no_cookies())
+                )
                 for _ in range(fhir_client_count(knowledge))
             ]
             verifier = JwtVerifier(

@@ -311,3 +311,29 @@ def test_a_page_beyond_the_bound_gives_the_bound_and_no_further_page() -> None:
         resources = asyncio.run(search())
     assert [r["id"] for r in resources] == [f"o{i}" for i in range(300)]
     assert (first.call_count, second.call_count) == (1, 0)
+
+
+def test_a_cookie_set_by_the_fhir_server_is_not_sent_with_a_later_call(
+    client: TestClient, knowledge: Knowledge
+) -> None:
+    """The FHIR clients are shared by all calls: a session cookie from one clinician's call must not go out with
+    the next call, made with another clinician's token."""
+    seen: list[str | None] = []
+    with respx.mock(assert_all_called=False, assert_all_mocked=True) as router:
+        routes = fhir_routes(router, knowledge, "partner-missing", BASE)
+        for route in routes.values():
+            answer = route.side_effect
+
+            def with_cookie(request: httpx.Request, answer: Any = answer) -> httpx.Response:
+                seen.append(request.headers.get("Cookie"))
+                response: httpx.Response = answer(request)
+                response.headers["Set-Cookie"] = "SESSION=clinician-a; Path=/; Secure; HttpOnly"
+                return response
+
+            route.side_effect = with_cookie
+        first = fallback_request(knowledge, "partner-missing", BASE)
+        _call(client, first)
+        _call(client, {**first, "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea"})
+    per_call = len(knowledge.registry[SIGN].prefetch)
+    assert len(seen) == 2 * per_call
+    assert seen == [None] * len(seen)
