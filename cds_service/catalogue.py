@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cds_service import yamlload
 from cds_service.schemas.cards import Indicator
 
 
@@ -124,7 +125,7 @@ class Catalogue:
 
 def _read(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_bytes())
+        return yamlload.safe_load(path.read_bytes())
     except yaml.YAMLError as exc:
         raise CatalogueError(f"{path.name}: not valid YAML: {exc}") from exc
 

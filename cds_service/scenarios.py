@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
+from cds_service import yamlload
 from cds_service.fhir.local import LocalFhirStore, record_resources
 from cds_service.prefetch.templates import render, token_values
 from cds_service.services import ServiceDefinition
@@ -95,7 +95,7 @@ def load_manifest(fixtures_dir: Path) -> dict[str, Any]:
     scenario names unique."""
     merged: dict[str, Any] = {"scenarios": []}
     for path in sorted(fixtures_dir.glob("scenarios*.yaml")):
-        part: dict[str, Any] = yaml.safe_load(path.read_text()) or {}
+        part: dict[str, Any] = yamlload.safe_load(path.read_text()) or {}
         reference = part.get("reference_time")
         if merged.setdefault("reference_time", reference) != reference:
             raise ValueError(f"{path.name}: reference_time differs from the other manifests")

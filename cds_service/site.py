@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from cds_service import yamlload
 from cds_service.rules.base import Rule, Threshold
 from cds_service.schemas.cards import Indicator
 
@@ -58,7 +59,7 @@ def load_site_config(path: Path | None, rules: Iterable[Rule], card_ids: Iterabl
         return SiteConfig()
     try:
         raw = path.read_bytes()
-        document: Any = yaml.safe_load(raw) or {}
+        document: Any = yamlload.safe_load(raw) or {}
         parsed = _SiteFile.model_validate(document)
     except OSError as exc:
         raise SiteConfigError(f"site configuration {path}: {exc.strerror}") from exc
