@@ -75,8 +75,8 @@ def create_app(
         store = audit or SqlAuditStore(settings.audit_url, settings.audit_spool)
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         async with AsyncExitStack() as clients:
-            http = await clients.enter_async_context(httpx.AsyncClient(limits=limits, trust_env=False))
-            tls = httpx.create_ssl_context()  # built once: each context loads the CA bundle
+            tls = httpx.create_ssl_context()  # built once, for every client: each context loads the CA bundle
+            http = await clients.enter_async_context(httpx.AsyncClient(limits=limits, trust_env=False, verify=tls))
             fhir_http = [
                 await clients.enter_async_context(
                     httpx.AsyncClient(limits=limits, trust_env=False, verify=tls, cookies=no_cookies())
