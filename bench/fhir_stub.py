@@ -8,6 +8,7 @@ spoils the answer. The fault is chosen by the FHIR base a hook call names: ``{st
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -32,6 +33,11 @@ FAULTS = (
     "endless-next",
     "huge",
 )
+
+# Faults a client is expected to get past: a connection's first request is answered, and a later request on it
+# finds the connection closed (idle-close) or reset (idle-reset) with no answer, as when a server's keep-alive
+# timer fires just as the client reuses the connection.
+RECOVERABLE_FAULTS = ("idle-close", "idle-reset")
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -63,15 +69,18 @@ class FhirStub:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             disable_nagle_algorithm = True  # headers and body go out at once, not 40 ms apart
+            answered = 0  # requests this connection has had: a handler serves one connection
 
             def log_message(self, *args: Any) -> None:
                 pass
 
             def do_GET(self) -> None:
                 stub.requests += 1
+                reused = self.answered > 0
+                self.answered += 1
                 parts = self.path.split("/", 4)  # '', 'fault', name, 'fhir', rest
                 fault, rest = (parts[2], parts[4]) if len(parts) == 5 and parts[1] == "fault" else ("none", "")
-                stub.answer(self, fault, rest)
+                stub.answer(self, fault, rest, reused)
 
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
@@ -102,7 +111,7 @@ class FhirStub:
         assert self.store is not None
         return self.store.query(rest)
 
-    def answer(self, handler: BaseHTTPRequestHandler, fault: str, rest: str) -> None:
+    def answer(self, handler: BaseHTTPRequestHandler, fault: str, rest: str, reused: bool = False) -> None:
         def send(status: int, body: bytes, length: int | None = None) -> None:
             handler.send_response(status)
             handler.send_header("Content-Type", "application/fhir+json")
@@ -113,9 +122,15 @@ class FhirStub:
         if fault.startswith("http-"):
             send(int(fault[5:]), b'{"resourceType":"OperationOutcome","issue":[]}')
             return
-        if fault == "reset":
+        if fault == "reset" or (fault == "idle-reset" and reused):
+            # Linger 0: closing sends RST. The descriptor is closed at once: ``connection.close()`` would leave it
+            # open while the handler's rfile and wfile hold it, waiting for a next request on keep-alive.
             handler.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-            handler.connection.close()
+            os.close(handler.connection.detach())
+            handler.close_connection = True
+            return
+        if fault == "idle-close" and reused:
+            handler.close_connection = True
             return
         if fault == "slow":
             time.sleep(self.slow_seconds)

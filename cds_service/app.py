@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from uuid import uuid4
 
 import httpx
@@ -24,6 +23,7 @@ from cds_service.api.errors import install_error_handlers
 from cds_service.api.request_log import RequestLog
 from cds_service.audit.auditors import Auditors
 from cds_service.audit.store import SqlAuditStore
+from cds_service.fhir.transport import no_cookies, outbound_client
 from cds_service.knowledge import Knowledge, load_knowledge
 from cds_service.security.jwt_auth import JwtVerifier
 from cds_service.security.keys import KeyCache
@@ -38,13 +38,6 @@ def fhir_client_count(knowledge: Knowledge) -> int:
     concurrent queries (100 ms server latency, in-process, CPU per call on one host): 4 clients 52 ms,
     19 clients 38 ms, 32 clients 37 ms."""
     return max((len(service.prefetch) for service in knowledge.registry.values()), default=1) or 1
-
-
-def no_cookies() -> CookieJar:
-    """The FHIR clients' cookie jar: it keeps none. The clients are shared by every hook call, so a cookie an
-    EHR's FHIR server set during one clinician's call would otherwise go out with the next call, made with
-    another clinician's token."""
-    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
 
 
 YOUNG_GC_THRESHOLD = 20_000
@@ -76,11 +69,9 @@ def create_app(
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
         async with AsyncExitStack() as clients:
             tls = httpx.create_ssl_context()  # built once, for every client: each context loads the CA bundle
-            http = await clients.enter_async_context(httpx.AsyncClient(limits=limits, trust_env=False, verify=tls))
+            http = await clients.enter_async_context(outbound_client(limits, tls))
             fhir_http = [
-                await clients.enter_async_context(
-                    httpx.AsyncClient(limits=limits, trust_env=False, verify=tls, cookies=no_cookies())
-                )
+                await clients.enter_async_context(outbound_client(limits, tls, cookies=no_cookies()))
                 for _ in range(fhir_client_count(knowledge))
             ]
             verifier = JwtVerifier(

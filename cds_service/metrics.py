@@ -80,6 +80,12 @@ FHIR_QUERY_SECONDS: Final = Histogram(
     ["outcome"],
     buckets=REQUEST_BUCKETS,
 )
+RECONNECTS: Final = Counter(
+    "cds_http_reconnects_total",
+    "Outbound GETs (FHIR queries, JWK Set fetches) sent again on a new connection because the kept-alive one "
+    "was closed or reset before any response: a server closing idle connections as they were reused. A FHIR "
+    "query sent again is counted once in cds_fhir_query_seconds, by how it ended.",
+)
 AUDIT_WRITE_SECONDS: Final = Histogram(
     "cds_audit_write_seconds",
     "Time to make one audit record durable (database commit, or spool append when the database is down).",
@@ -139,6 +145,10 @@ def fhir_outcome(kind: str, status: int | None) -> FhirOutcome:
 
 def observe_fhir_query(outcome: FhirOutcome, seconds: float) -> None:
     FHIR_QUERY_SECONDS.labels(outcome=outcome if outcome in FHIR_OUTCOMES else "malformed").observe(seconds)
+
+
+def count_reconnect() -> None:
+    RECONNECTS.inc()
 
 
 def observe_audit_write(seconds: float) -> None:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
-from bench.fhir_stub import FAULTS
+from bench.fhir_stub import FAULTS, RECOVERABLE_FAULTS
 from cds_service.app import create_app
 from cds_service.knowledge import Knowledge
 from cds_service.settings import Settings
@@ -112,3 +113,27 @@ def test_healthy_server_through_the_same_path(service: TestClient, idle_stub: Re
     assert response.status_code == 200
     assert response.json()["cards"] == [] or all(c["indicator"] == "info" for c in response.json()["cards"])
     assert hook_request(knowledge, "clean-base-order")  # the same scenario, prefetched, is clean too
+
+
+def _reconnects() -> float:
+    return REGISTRY.get_sample_value("cds_http_reconnects_total") or 0.0
+
+
+@pytest.mark.parametrize("fault", RECOVERABLE_FAULTS)
+def test_a_connection_closed_as_it_is_reused_is_read_on_a_new_one(
+    service: TestClient, idle_stub: RemoteStub, knowledge: Knowledge, fault: str
+) -> None:
+    """The server answers each connection's first request and drops the connection at the next, as a server
+    whose keep-alive timer fires just as the service reuses the connection (uvicorn and Node.js close idle
+    connections after 5 s, httpx keeps them 5 s). The second call reuses every connection of the first: each
+    query is sent again on a new connection, and the call reads the whole record."""
+    request = fallback_request(knowledge, "clean-base-order", idle_stub.base(fault), token="t")
+    before = _reconnects()
+    for _ in range(2):
+        response = service.post(f"/cds-services/{SIGN}", json=request)
+        assert response.status_code == 200, response.text
+        assert all(c["indicator"] == "info" for c in response.json()["cards"]), response.json()["cards"]
+    first, second = service.app.state.runtime.audit.records("invocation")  # type: ignore[attr-defined]
+    for record in (first, second):
+        assert {v["state"] for v in record["prefetch"].values()} == {"fetched"}
+    assert _reconnects() - before >= len(second["prefetch"])

@@ -159,7 +159,8 @@ def test_simulator_command_prints_cards(service: str, sekmet: FhirServer, client
     raw = cli("send-hook", *base, "--scenario", "partner-missing", "--no-prefetch", "--json")
     assert raw.returncode == 0, raw.stderr
     body = json.loads(raw.stdout)
-    assert ("partner-missing", "warning") in {(c["source"]["topic"]["code"], c["indicator"]) for c in body["cards"]}
+    found = {(c["source"]["topic"]["code"], c["indicator"]) for c in body["cards"]}
+    assert ("partner-missing", "warning") in found, [c.get("detail") for c in body["cards"]]
 
 
 def test_simulator_with_an_order_file(
