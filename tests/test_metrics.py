@@ -230,6 +230,7 @@ def test_metrics_need_no_jwt_and_are_described(make_client: Any) -> None:
         "cds_cards": "counter",
         "cds_audit_write_seconds": "histogram",
         "cds_audit_spool_depth": "gauge",
+        "cds_http_reconnects": "counter",
     }
     for name, kind in expected.items():
         assert name in families, name
