@@ -7,10 +7,11 @@ HTTP. Two runs under ``valgrind --tool=callgrind`` differ only in the number of 
 difference divided by the calls is the figure (start-up cancels out). Both runs use PYTHONHASHSEED=0.
 
     .venv/bin/python bench/instructions.py [--calls 150] [--warmup 30]     # about 3 minutes on 2 cores
+    .venv/bin/python bench/instructions.py --floor                         # the floor app, the same call
     .venv/bin/python bench/instructions.py --child --calls 20              # the calls alone, no valgrind
 
-Prints the figure and writes bench/results/instructions.json. The build in use (compiled or from source,
-``cds_service.native``) is recorded with it.
+Prints the figure and writes bench/results/instructions.json (``instructions-floor.json`` with ``--floor``). The
+build in use (compiled or from source, ``cds_service.native``) is recorded with it.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def run_calls(calls: int, warmup: int) -> int:
-    """Serve ``warmup + calls`` realistic calls through the app in this process; returns the calls answered 200
-    with no cards (every one of them, or it raises)."""
+def run_calls(calls: int, warmup: int, floor: bool = False) -> int:
+    """Serve ``warmup + calls`` realistic calls through the app in this process (``floor``: through
+    ``bench/floor_app.py``, which only parses the body); returns the calls answered 200 with no cards (every one
+    of them, or it raises)."""
     os.environ.update(
         CDS_DATA_DIR=tempfile.mkdtemp(prefix="cds-instructions-"), CDS_AUTH_REQUIRED="false", CDS_LOG_LEVEL="WARNING"
     )
@@ -50,7 +52,12 @@ def run_calls(calls: int, warmup: int) -> int:
 
     settings = Settings()
     body = orjson.dumps(realistic_body(load_knowledge(settings.cards_dir, settings.site_config)))
-    app = create_app(settings, freeze_heap=True)
+    if floor:
+        from bench import floor_app
+
+        app = floor_app.app
+    else:
+        app = create_app(settings, freeze_heap=True)
     path = f"/cds-services/{SERVICE}"
 
     async def call() -> None:
@@ -96,7 +103,7 @@ def run_calls(calls: int, warmup: int) -> int:
     return warmup + calls
 
 
-def counted(calls: int, warmup: int) -> int:
+def counted(calls: int, warmup: int, floor: bool = False) -> int:
     """Instructions of a child process that makes ``calls`` after ``warmup``, all threads, start-up included."""
     command = [
         "valgrind",
@@ -109,6 +116,7 @@ def counted(calls: int, warmup: int) -> int:
         str(calls),
         "--warmup",
         str(warmup),
+        *(["--floor"] if floor else []),
     ]
     result = subprocess.run(
         command, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONHASHSEED": "0"}, check=False
@@ -124,10 +132,11 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=150)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--child", action="store_true", help="only make the calls (what valgrind runs)")
-    parser.add_argument("--json", type=Path, default=REPO / "bench" / "results" / "instructions.json")
+    parser.add_argument("--floor", action="store_true", help="count the floor app (bench/floor_app.py) instead")
+    parser.add_argument("--json", type=Path, help="result file (default bench/results/instructions[-floor].json)")
     args = parser.parse_args()
     if args.child:
-        print(f"{run_calls(args.calls, args.warmup)} calls answered 200 with no cards")
+        print(f"{run_calls(args.calls, args.warmup, args.floor)} calls answered 200 with no cards")
         return 0
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -135,12 +144,13 @@ def main() -> int:
     from cds_service import native
 
     with ThreadPoolExecutor(max_workers=2) as pool:  # the two runs are independent: one per core
-        baseline, measured = pool.map(lambda n: counted(n, args.warmup), (0, args.calls))
+        baseline, measured = pool.map(lambda n: counted(n, args.warmup, args.floor), (0, args.calls))
     result = {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
         ).stdout.strip(),
+        "app": "floor" if args.floor else "service",
         "native_modules": native.status,
         "calls": args.calls,
         "warmup": args.warmup,
@@ -149,9 +159,11 @@ def main() -> int:
         "instructions_per_call": (measured - baseline) / args.calls,
         "command": " ".join([Path(sys.executable).name, "bench/instructions.py", *sys.argv[1:]]),
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"{result['instructions_per_call'] / 1e6:.2f} M instructions per call ({native.status}); {args.json}")
+    path = args.json or REPO / "bench" / "results" / ("instructions-floor.json" if args.floor else "instructions.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    built = "floor app" if args.floor else native.status
+    print(f"{result['instructions_per_call'] / 1e6:.2f} M instructions per call ({built}); {path}")
     return 0
 
 

@@ -484,11 +484,12 @@ def test_sqlite_writers_bench_runs_both_arms_and_the_chain_verifies() -> None:
         assert 0 < result["write_ms"]["p50"] <= result["write_ms"]["p99"] <= result["write_ms"]["max"]
 
 
-def test_instruction_count_calls_are_the_clean_benchmark_call() -> None:
-    """What valgrind counts in bench/instructions.py: the realistic call through the full app, every answer a 200
-    with no cards (the child refuses anything else)."""
+@pytest.mark.parametrize("app", [(), ("--floor",)], ids=["service", "floor"])
+def test_instruction_count_calls_are_the_clean_benchmark_call(app: tuple[str, ...]) -> None:
+    """What valgrind counts in bench/instructions.py: the realistic call through the full app (or the floor app),
+    every answer a 200 with no cards (the child refuses anything else)."""
     result = subprocess.run(
-        [sys.executable, "bench/instructions.py", "--child", "--calls", "3", "--warmup", "1"],
+        [sys.executable, "bench/instructions.py", "--child", "--calls", "3", "--warmup", "1", *app],
         cwd=REPO,
         capture_output=True,
         text=True,
