@@ -190,10 +190,12 @@ class Simulator:
 
     def discover(self) -> dict[str, Any]:
         url = f"{self.service_base}/cds-services"
+        # The hook call follows only after the prefetch queries, which can take as long as the service keeps an
+        # idle connection (uvicorn: 5 s); a POST written as the service closes it would be lost, and is not
+        # retried. So discovery's connection is closed after it, and the hook call opens its own.
+        headers = {"Accept": "application/json", "Connection": "close", **self._auth(url)}
         try:
-            response = self.http.get(
-                url, headers={"Accept": "application/json", **self._auth(url)}, timeout=self.args.timeout
-            )
+            response = self.http.get(url, headers=headers, timeout=self.args.timeout)
         except requests.RequestException as exc:
             raise ProtocolError(f"discovery {url} failed: {type(exc).__name__}: {exc}") from exc
         body = _json(response)

@@ -324,17 +324,29 @@ def test_order_without_a_patient_is_a_usage_error(tmp_path: Path, capsys: pytest
 
 
 class Stub:
-    """A tiny HTTP server: (method, path with query) -> (status, JSON body); records what it was sent."""
+    """A tiny HTTP server: (method, path with query) -> (status, JSON body); records what it was sent.
 
-    def __init__(self) -> None:
+    ``drop_reused``: HTTP/1.1 keep-alive, but a request arriving on a connection that already had one is not
+    answered and the connection is closed, as when the server's idle timer fires just as the client reuses it."""
+
+    def __init__(self, drop_reused: bool = False) -> None:
         self.routes: dict[tuple[str, str], tuple[int, Any]] = {}
         self.seen: list[dict[str, Any]] = []
+        self.dropped = 0
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1" if drop_reused else "HTTP/1.0"
+            answered = 0  # one handler per connection
+
             def _answer(self, method: str) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode() if length else ""
+                if drop_reused and self.answered:
+                    stub.dropped += 1
+                    self.close_connection = True
+                    return
+                self.answered += 1
                 stub.seen.append({"method": method, "path": self.path, "headers": dict(self.headers), "body": body})
                 status, answer = stub.routes.get((method, self.path), (404, {"resourceType": "OperationOutcome"}))
                 data = json.dumps(answer).encode() if not isinstance(answer, bytes) else answer
@@ -459,6 +471,34 @@ def test_post_search_no_prefetch_and_no_token(stub: Stub) -> None:
     assert [s["path"] for s in stub.seen if s["path"].startswith("/fhir/")] == [
         "/fhir/MedicationRequest/pmis-draft-palbo"  # the draft as the server holds it; no prefetch query
     ]
+
+
+def test_the_hook_call_does_not_reuse_the_discovery_connection() -> None:
+    """Between discovery and the hook call the simulator reads the FHIR server, for seconds against a large one:
+    long enough for the service to close the kept-alive discovery connection (uvicorn after 5 s), and a POST
+    written as it closes is lost and not retried. Discovery asks for its connection to be closed, so the hook
+    call opens its own."""
+    service, fhir = Stub(drop_reused=True), Stub()
+    try:
+        service.routes = {
+            ("GET", "/cds-services"): (200, {"services": [SERVICE]}),
+            ("POST", "/cds-services/check"): (200, {"cards": []}),
+        }
+        parser = argparse.ArgumentParser()
+        send_hook.add_arguments(parser)
+        argv = ["--service-base", service.base, "--fhir-base", f"{fhir.base}/fhir", "--scenario", "partner-missing"]
+        args = parser.parse_args([*argv, "--fixtures-dir", str(FIXTURES), "--no-prefetch"])
+        exchange = send_hook.simulate(args)
+        assert exchange.status == 200
+        assert exchange.problems == []
+        assert [(s["method"], s["path"]) for s in service.seen] == [
+            ("GET", "/cds-services"),
+            ("POST", "/cds-services/check"),
+        ]
+        assert service.dropped == 0
+    finally:
+        service.close()
+        fhir.close()
 
 
 def test_order_select_selects_the_draft_orders(stub: Stub) -> None:
