@@ -192,10 +192,12 @@ class Simulator:
         url = f"{self.service_base}/cds-services"
         # The hook call follows only after the prefetch queries, which can take as long as the service keeps an
         # idle connection (uvicorn: 5 s); a POST written as the service closes it would be lost, and is not
-        # retried. So discovery's connection is closed after it, and the hook call opens its own.
+        # retried. So discovery has a connection of its own, closed after it, and the hook call opens another.
         headers = {"Accept": "application/json", "Connection": "close", **self._auth(url)}
         try:
-            response = self.http.get(url, headers=headers, timeout=self.args.timeout)
+            with requests.Session() as once:
+                once.trust_env = False
+                response = once.get(url, headers=headers, timeout=self.args.timeout)
         except requests.RequestException as exc:
             raise ProtocolError(f"discovery {url} failed: {type(exc).__name__}: {exc}") from exc
         body = _json(response)

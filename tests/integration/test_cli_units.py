@@ -327,7 +327,9 @@ class Stub:
     """A tiny HTTP server: (method, path with query) -> (status, JSON body); records what it was sent.
 
     ``drop_reused``: HTTP/1.1 keep-alive, but a request arriving on a connection that already had one is not
-    answered and the connection is closed, as when the server's idle timer fires just as the client reuses it."""
+    answered and the connection is closed, as when the server's idle timer fires just as the client reuses it.
+    The connection stays open after an answer even if the request asked for ``Connection: close``: whether the
+    client then reuses it must not depend on how fast the server's close reaches it."""
 
     def __init__(self, drop_reused: bool = False) -> None:
         self.routes: dict[tuple[str, str], tuple[int, Any]] = {}
@@ -347,6 +349,8 @@ class Stub:
                     self.close_connection = True
                     return
                 self.answered += 1
+                if drop_reused:
+                    self.close_connection = False
                 stub.seen.append({"method": method, "path": self.path, "headers": dict(self.headers), "body": body})
                 status, answer = stub.routes.get((method, self.path), (404, {"resourceType": "OperationOutcome"}))
                 data = json.dumps(answer).encode() if not isinstance(answer, bytes) else answer
