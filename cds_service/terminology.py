@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from cds_service import yamlload
 from cds_service.native import PACKAGE
 from cds_service.snapshot.model import Code, Product
 
@@ -323,7 +324,7 @@ def _load_cached(directory: Path) -> ValueSets:
         raw = path.read_bytes()
         digest.update(path.name.encode() + b"\0" + raw)
         try:
-            document = yaml.safe_load(raw) or {}
+            document = yamlload.safe_load(raw) or {}
         except yaml.YAMLError as exc:
             raise ValueSetError(f"{path.name}: not valid YAML: {exc}") from exc
         if not isinstance(document, dict):
