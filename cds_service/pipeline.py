@@ -18,7 +18,7 @@ from cds_service.errors import PrefetchUnavailable
 from cds_service.fhir.client import FhirGateway
 from cds_service.knowledge import Knowledge
 from cds_service.orders import palbociclib_orders
-from cds_service.prefetch.model import PatientData
+from cds_service.prefetch.model import KeyOutcome, PatientData
 from cds_service.prefetch.resolve import resolve
 from cds_service.render import CallContext, Renderer
 from cds_service.rules.base import Finding
@@ -39,7 +39,6 @@ class Evaluation:
 
     response: CdsResponse
     orders: list[PalbociclibOrder] = field(default_factory=list)
-    data: PatientData | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     """Checks that could not run -> why."""
 
@@ -96,9 +95,9 @@ async def evaluate(
     renderer: Renderer,
     now: datetime,
     budget_seconds: float,
-    on_data: Callable[[PatientData], None] | None = None,
+    on_outcomes: Callable[[Mapping[str, KeyOutcome]], None] | None = None,
 ) -> Evaluation:
-    """``on_data`` sees what was obtained of the record (also when the call then ends in a 412)."""
+    """``on_outcomes`` hears how each prefetch key was obtained (also when the call then ends in a 412)."""
     started = time.monotonic()
     selections = context.selections if isinstance(context, OrderSelectContext) else None
     drafts = context.draftOrders.resources()
@@ -115,8 +114,8 @@ async def evaluate(
         timeout=budget_seconds - (time.monotonic() - started),
         no_server_reason=no_server_reason,
     )
-    if on_data is not None:
-        on_data(data)
+    if on_outcomes is not None:
+        on_outcomes(data.outcomes)
     if not data.available:
         details = [f"{k}: {o.reason or o.state}" for k, o in data.outcomes.items()]
         raise PrefetchUnavailable(
@@ -148,4 +147,4 @@ async def evaluate(
         cards.extend(renderer.cards([_unavailable_finding(knowledge, data, skipped)], None, call))
     unique = {(c.rule_id, c.summary, c.detail): c for c in cards}
     ordered = renderer.cards_sorted(list(unique.values()))
-    return Evaluation(CdsResponse(cards=ordered), [order for _, order in found], data, skipped)
+    return Evaluation(CdsResponse(cards=ordered), [order for _, order in found], skipped)

@@ -3,10 +3,11 @@ tamper evidence, retention, and the spool when the database is unreachable."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,49 @@ def test_full_prefetch_call_records_every_field(app_client: TestClient, knowledg
     stored_text = str(_store(app_client).records())
     assert "never-stored" not in stored_text
     assert '"prefetch": {"' not in stored_text  # no raw prefetch bodies
+
+
+class _KeepingStore(SqlAuditStore):
+    """Keeps each submitted record, as the writer's queue does until the record is committed."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.submitted: list[InvocationRecord] = []
+
+    def submit_invocation(self, record: InvocationRecord) -> Any:
+        self.submitted.append(record)
+        return super().submit_invocation(record)
+
+
+def _resources_in(value: Any, found: list[str]) -> list[str]:
+    """Every FHIR resource (a JSON object with a ``resourceType``) that ``value`` holds, at any depth."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            _resources_in(getattr(value, item.name), found)
+    elif isinstance(value, Mapping):
+        if isinstance(value.get("resourceType"), str):
+            found.append(value["resourceType"])
+        for item in value.values():
+            _resources_in(item, found)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _resources_in(item, found)
+    return found
+
+
+def test_the_record_of_a_call_holds_no_patient_resources(tmp_path: Path, knowledge: Knowledge) -> None:
+    """A call's record waits in memory until it is committed: it holds how each prefetch key was obtained, not
+    the patient's resources, so the parsed request is freed as soon as the cards are made."""
+    store = _KeepingStore(f"sqlite:///{tmp_path / 'audit.sqlite3'}")
+    settings = Settings(data_dir=tmp_path / "data", cards_dir=REPO / "cards")
+    request = hook_request(knowledge, "realistic-full-record")
+    with TestClient(create_app(settings, clock=fixed_clock, audit=store), raise_server_exceptions=False) as client:
+        assert client.post(f"/cds-services/{SIGN}", json=request).status_code == 200
+    [record] = store.submitted
+    assert set(record.prefetch) == set(request["prefetch"])
+    assert {outcome.state for outcome in record.prefetch.values()} == {"prefetched"}
+    assert _resources_in(record, []) == []
+    assert _resources_in(request["prefetch"], []).count("Observation") >= 60  # what the walk would have found
 
 
 def test_card_evidence_is_recorded(app_client: TestClient, knowledge: Knowledge) -> None:

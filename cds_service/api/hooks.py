@@ -99,7 +99,7 @@ async def _evaluate(
         renderer=renderer,
         now=runtime.clock(),
         budget_seconds=runtime.settings.deadline_seconds * 0.85,
-        on_data=lambda data: setattr(record, "data", data),
+        on_outcomes=lambda outcomes: setattr(record, "prefetch", outcomes),
     )
     record.palbociclib_orders = order_references(evaluation.orders)
     record.skipped_checks = evaluation.skipped

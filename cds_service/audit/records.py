@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cds_service.prefetch.model import PatientData
+from cds_service.prefetch.model import KeyOutcome
 from cds_service.schemas.cards import Card
 from cds_service.snapshot.fhirjson import as_dict, as_str, codings
 from cds_service.snapshot.model import Evidence, PalbociclibOrder
@@ -40,7 +40,8 @@ class InvocationRecord:
     caller: CallerIdentity | None = None
     draft_orders: list[dict[str, Any]] = field(default_factory=list)
     palbociclib_orders: list[str] = field(default_factory=list)
-    data: PatientData | None = None
+    prefetch: Mapping[str, KeyOutcome] = field(default_factory=dict)
+    """How each prefetch key was obtained; never the resources, which the record does not keep."""
     knowledge_version: str | None = None
     cards: list[dict[str, Any]] = field(default_factory=list)
     skipped_checks: Mapping[str, str] = field(default_factory=dict)
@@ -55,7 +56,6 @@ class InvocationRecord:
         return (self.responded_at - self.received_at).total_seconds() * 1000
 
     def content(self) -> dict[str, Any]:
-        data = self.data
         return {
             "kind": "invocation",
             "serviceId": self.service_id,
@@ -71,15 +71,11 @@ class InvocationRecord:
             "encounterId": self.encounter_id,
             "draftOrders": self.draft_orders,
             "palbociclibOrders": self.palbociclib_orders,
-            "prefetch": {}
-            if data is None
-            else {
+            "prefetch": {
                 key: {"state": outcome.state, "reason": outcome.reason or None}
-                for key, outcome in data.outcomes.items()
+                for key, outcome in self.prefetch.items()
             },
-            "fhirQueries": []
-            if data is None
-            else [
+            "fhirQueries": [
                 {
                     "key": q.key,
                     "url": q.url,
@@ -88,7 +84,7 @@ class InvocationRecord:
                     "elapsedMs": round(q.elapsed_ms, 1),
                     "entries": q.entries,
                 }
-                for outcome in data.outcomes.values()
+                for outcome in self.prefetch.values()
                 for q in outcome.queries
             ],
             "knowledgeVersion": self.knowledge_version,
