@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
-from uuid import uuid4
 
 import httpx
 from fastapi import FastAPI
@@ -24,6 +23,7 @@ from cds_service.api.request_log import RequestLog
 from cds_service.audit.auditors import Auditors
 from cds_service.audit.store import SqlAuditStore
 from cds_service.fhir.transport import no_cookies, outbound_client
+from cds_service.ids import uuid4
 from cds_service.knowledge import Knowledge, load_knowledge
 from cds_service.security.jwt_auth import JwtVerifier
 from cds_service.security.keys import KeyCache

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
-from uuid import uuid4
 
 from cds_service.catalogue import ActionEntry, CardEntry, Catalogue, SuggestionEntry
+from cds_service.ids import uuid4
 from cds_service.rules.base import Finding
 from cds_service.schemas.cards import (
     INDICATOR_ORDER,

@@ -7,13 +7,12 @@ from __future__ import annotations
 import logging
 import re
 import time
-import uuid
 from collections.abc import Collection
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cds_service import metrics
+from cds_service import ids, metrics
 
 log = logging.getLogger("cds_service.requests")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -46,7 +45,7 @@ class RequestLog:
             return
         headers = {k.decode().lower(): v.decode(errors="replace") for k, v in scope.get("headers", [])}
         given = headers.get("x-request-id", "")
-        request_id = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        request_id = given if _SAFE_ID.match(given) else ids.uuid4().hex
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = request_id
         state["log"] = {}

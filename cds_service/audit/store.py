@@ -11,7 +11,6 @@ replayed, in order, before the next write.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from sqlalchemy import Connection, Engine, bindparam, create_engine, delete, eve
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from cds_service import metrics
+from cds_service import ids, metrics
 from cds_service.audit import migrate, tables
 from cds_service.audit.canonical import GENESIS, canonical, chain_digest, digest
 from cds_service.audit.dbapi import CompiledStatement, in_transaction
@@ -276,7 +275,7 @@ class SqlAuditStore:
     def _stamp(kind: str, content: dict[str, Any]) -> dict[str, Any]:
         now = datetime.now(UTC)
         return {
-            "recordId": str(uuid.uuid4()),
+            "recordId": str(ids.uuid4()),
             "recordedAt": now.isoformat().replace("+00:00", "Z"),
             **content,
             "kind": kind,
