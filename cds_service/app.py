@@ -19,6 +19,7 @@ from cds_service.api import discovery, feedback, health, hooks, metrics, openapi
 from cds_service.api.admission import Admission
 from cds_service.api.deps import Runtime
 from cds_service.api.errors import install_error_handlers
+from cds_service.api.hook_route import CdsApp
 from cds_service.api.request_log import RequestLog
 from cds_service.audit.auditors import Auditors
 from cds_service.audit.store import SqlAuditStore
@@ -116,7 +117,7 @@ def create_app(
                 if audit is None:
                     store.close()
 
-    app = FastAPI(title="Palbociclib order check: CDS Hooks 2.0 service", version=__version__, lifespan=lifespan)
+    app = CdsApp(title="Palbociclib order check: CDS Hooks 2.0 service", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(RequestLog)
     if settings.cors_origins:
