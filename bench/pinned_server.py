@@ -59,14 +59,15 @@ def service_command(port: int, workers: int) -> list[str]:
     return [sys.executable, "-m", "cds_service", "serve", "--port", str(port), "--workers", str(workers)]
 
 
-def floor_command(port: int, workers: int, log_level: str) -> list[str]:
-    """The floor app on the same uvicorn, with the service's options: loop and HTTP implementation left to
-    uvicorn's choice ("auto"), no access log (the service replaces uvicorn's with its own request line)."""
+def floor_command(port: int, workers: int, log_level: str, app: str = "bench.floor_app:app") -> list[str]:
+    """The floor app (or ``app``, e.g. ``bench.floor_audit_app:app``) on the same uvicorn, with the service's
+    options: loop and HTTP implementation left to uvicorn's choice ("auto"), no access log (the service replaces
+    uvicorn's with its own request line)."""
     return [
         sys.executable,
         "-m",
         "uvicorn",
-        "bench.floor_app:app",
+        app,
         "--host",
         "127.0.0.1",
         "--port",

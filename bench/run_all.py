@@ -1,6 +1,7 @@
-"""The benchmark suite in one command: closed-loop latency and throughput under wrk (service and floor app, one
-and two workers, 1/8/32 connections), a fixed-rate run at 300 calls/s, the FHIR fallback with injected query
-latency, and the server's resident memory over 10,000 calls. Server on core 0, client on core 1.
+"""The benchmark suite in one command: closed-loop latency and throughput under wrk (service and floor app, one and two
+workers, 1/8/32 connections; the floor with the durable audit write, one worker), a fixed-rate run at 300 calls/s,
+the FHIR fallback with injected query latency, and the server's resident memory over 10,000 calls. Server on core 0,
+client on core 1.
 
 Writes bench/results/performance.json and the tables of docs/performance.md (see that file for the method).
 
@@ -61,6 +62,7 @@ SERVER_CORE, CLIENT_CORE = 0, 1
 CONCURRENCY = (1, 8, 32)
 WORKERS = (1, 2)
 POSTGRES_CONNECTIONS = 8
+FLOOR_AUDIT_APP = "bench.floor_audit_app:app"
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,12 @@ class Bench:
             server = Server(floor_command(port, workers, self.log_level), clean_env(), port, log, floor_ready, core)
             self.commands.append(shlex.join(server.full_command))
             return server
+        if target == "floor+audit":
+            data = {"CDS_DATA_DIR": str(self.workdir / f"data-{self._servers}")}
+            command = floor_command(port, workers, self.log_level, FLOOR_AUDIT_APP)
+            server = Server(command, clean_env(**data), port, log, floor_ready, core)
+            self.commands.append(f"CDS_DATA_DIR={shlex.quote(data['CDS_DATA_DIR'])} {shlex.join(server.full_command)}")
+            return server
         settings = {
             "CDS_DATA_DIR": str(self.workdir / f"data-{self._servers}"),
             "CDS_AUTH_REQUIRED": "false",  # no caller JWTs in the benchmark, as in the other benchmarks
@@ -208,7 +216,7 @@ class Bench:
         if status != 200:
             raise BenchError(f"{target} answered {status} to the benchmark body: {answer[:300]!r}")
         parsed = json.loads(answer)
-        if target == "floor":
+        if target.startswith("floor"):
             if parsed != {"cards": []}:
                 raise BenchError(f"floor answered {answer[:200]!r}")
             return
@@ -267,6 +275,7 @@ class Bench:
         for workers in WORKERS:
             runs += self.measure_server("service", workers, CONCURRENCY, "sqlite")
             runs += self.measure_server("floor", workers, CONCURRENCY, None)
+        runs += self.measure_server("floor+audit", 1, CONCURRENCY, "sqlite")
         if self.postgres_url:
             runs += self.measure_server("service", 1, (POSTGRES_CONNECTIONS,), "postgresql", self.postgres_url)
         return runs
@@ -347,10 +356,10 @@ class Bench:
 def _progress(run: dict[str, Any]) -> None:
     latency = run["latency_ms"]
     if not run["requests"]:
-        print(f"{run['target']:<8} workers={run['workers']} c={run['connections']}: no call completed", flush=True)
+        print(f"{run['target']:<11} workers={run['workers']} c={run['connections']}: no call completed", flush=True)
         return
     print(
-        f"{run['target']:<8} workers={run['workers']} audit={run['audit'] or '-':<10} c={run['connections']:<3} "
+        f"{run['target']:<11} workers={run['workers']} audit={run['audit'] or '-':<10} c={run['connections']:<3} "
         f"{run['throughput_rps']:>8.1f}/s  p50 {latency['p50']:.2f}  p95 {latency['p95']:.2f}  "
         f"p99 {latency['p99']:.2f} ms  failures {run['failures']}",
         flush=True,

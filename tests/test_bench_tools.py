@@ -29,10 +29,12 @@ from bench.run_all import realistic_body
 from bench.sqlite_writers import PROCESSES
 from bench.sqlite_writers import run as run_sqlite_writers
 from bench.wrk_driver import MARKER, lua_script, parse_wrk_output, wrk_command
+from cds_service.audit.store import SqlAuditStore
 from cds_service.cli.evaluate import run as evaluate_call
 from cds_service.fhir.local import LocalFhirStore
 from cds_service.knowledge import Knowledge
 from cds_service.scenarios import split_record
+from cds_service.settings import Settings
 from tests.support import REPO, uvicorn_in_thread
 
 # Captured from wrk 4.1.0 running the generated script against bench/floor_app.py (1 s, 2 connections).
@@ -360,6 +362,7 @@ def _result() -> dict[str, Any]:
         run("floor", 1, 1, 1000),  # ratio 5: MISS
         run("service", 1, 8, 4000),
         run("floor", 1, 8, 2000),  # ratio 2: PASS
+        {**run("floor+audit", 1, 1, 2500), "audit": "sqlite"},  # the durable write alone: 2.5 times the floor
         {"target": "service", "workers": 2, "audit": "sqlite", "connections": 1, "error": "server did not start"},
     ]
     fixed = {"target_rps": 300.0, "connections": 16, "workers": 1, "audit": "sqlite", **run("service", 1, 16, 8000)}
@@ -421,6 +424,7 @@ def test_targets_are_judged_from_the_record() -> None:
         (5.0, 1.0, "MISS"),
         (4.0, 2.0, "PASS"),
     ]
+    assert [row.get("floor_audit_ratio") for row in result["floor_ratio"]] == [2.5, None]
     verdicts = [row["verdict"] for row in result["targets"]]
     assert verdicts == ["PASS", "MISS", "NO DATA", "PASS"]  # p99 24 ms at 299/s; worst ratio 5; no fallback; memory
     result["fixed_rate"]["throughput_rps"] = 200.0  # the rate not kept: the p99 does not count
@@ -450,6 +454,8 @@ def test_doc_tables_are_regenerated_between_their_markers() -> None:
     assert "| service | 2 | sqlite | 1 | not measured |" in updated
     assert "_Not measured: server did not start_" in updated
     assert "| **hot-path modules** | compiled |" in updated
+    assert "| 1 | 1 | 5.00 | 1.00 | 5.00 | MISS | 2.50 | 2.50 |" in updated
+    assert "| 1 | 8 | 4.00 | 2.00 | 2.00 | PASS | - | - |" in updated
 
 
 def test_doc_without_a_marker_is_an_error() -> None:
@@ -473,6 +479,34 @@ def test_floor_app_answers_no_cards_to_the_realistic_body(floor_url: str, body_f
     assert response.status_code == 200
     assert response.json() == {"cards": []}
     assert len(body_file.read_bytes()) > 50_000  # the realistic prefetch, not a stub body
+
+
+@pytest.mark.e2e
+def test_floor_audit_app_commits_a_record_before_it_answers(
+    body_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CDS_DATA_DIR", str(tmp_path / "floor-audit"))
+    body = body_file.read_bytes()
+    with uvicorn_in_thread("bench.floor_audit_app:app", access_log=False) as url:
+        answers = [
+            httpx.post(
+                f"{url}/cds-services/palbociclib-order-sign", content=body, headers={"Content-Type": "application/json"}
+            )
+            for _ in range(3)
+        ]
+        # Read while the server runs: each answer waited for its record's commit.
+        store = SqlAuditStore(Settings().audit_url)
+        try:
+            records = store.records("invocation")
+            verified = store.verify()
+        finally:
+            store.close()
+    assert [(a.status_code, a.json()) for a in answers] == [(200, {"cards": []})] * 3
+    sent = json.loads(body)
+    assert [(r["serviceId"], r["hookInstance"], r["patientId"]) for r in records] == [
+        ("palbociclib-order-sign", sent["hookInstance"], sent["context"]["patientId"])
+    ] * 3
+    assert verified.ok
 
 
 def test_sqlite_writers_bench_runs_both_arms_and_the_chain_verifies() -> None:
