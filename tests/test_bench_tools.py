@@ -24,8 +24,9 @@ import pytest
 from bench import perf_report
 from bench.async_fhir_stub import StubProcess
 from bench.fallback_timing import service_queries
+from bench.pinned_server import ServerFailed
 from bench.records import record_as_of_today, reference_time
-from bench.run_all import realistic_body
+from bench.run_all import QUICK, Bench, BenchError, realistic_body
 from bench.sqlite_writers import PROCESSES
 from bench.sqlite_writers import run as run_sqlite_writers
 from bench.wrk_driver import MARKER, lua_script, parse_wrk_output, wrk_command
@@ -532,3 +533,86 @@ def test_instruction_count_calls_are_the_clean_benchmark_call(app: tuple[str, ..
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "4 calls answered 200 with no cards"
+
+
+class _FakeServer:
+    def __init__(self, target: str, log: list[tuple[str, ...]], fails: bool) -> None:
+        self.target, self.log, self.fails = target, log, fails
+        self.url = f"http://{target}"
+
+    def start(self) -> _FakeServer:
+        if self.fails:
+            raise ServerFailed(f"{self.target} exited 1")
+        self.log.append(("start", self.target))
+        return self
+
+    def stop(self) -> None:
+        self.log.append(("stop", self.target))
+
+
+class _FakeBench(Bench):
+    """The closed loop's order of work, without servers or wrk."""
+
+    def __init__(self, workdir: Path, broken: str | None = None, refused: str | None = None) -> None:
+        super().__init__(QUICK, workdir, pinned=False, log_level="INFO", postgres_url=None)
+        self.log: list[tuple[str, ...]] = []
+        self.broken, self.refused = broken, refused
+
+    def server(self, target: str, workers: int, audit_url: str | None = None) -> Any:
+        return _FakeServer(target, self.log, fails=target == self.broken)
+
+    def check(self, target: str, url: str) -> None:
+        if target == self.refused:
+            raise BenchError(f"{target} answered 500 to the benchmark body")
+
+    def load(self, url: str, script: Path, connections: int, duration_s: float) -> dict[str, Any]:
+        self.log.append(("load", url.removeprefix("http://"), str(connections)))
+        latency = {"p50": 1.0, "p95": 2.0, "p99": 3.0}
+        return {"requests": 10, "throughput_rps": 100.0, "latency_ms": latency, "failures": 0, "ok": True}
+
+
+def test_closed_loop_measures_service_and_floors_in_turn_at_each_concurrency(tmp_path: Path) -> None:
+    bench = _FakeBench(tmp_path)
+    runs = bench.measure_servers((("service", "sqlite"), ("floor", None), ("floor+audit", "sqlite")), 1, (1, 8))
+    assert bench.log == [
+        ("start", "service"),
+        ("start", "floor"),
+        ("start", "floor+audit"),
+        ("load", "service", "1"),
+        ("load", "floor", "1"),
+        ("load", "floor+audit", "1"),
+        ("load", "service", "8"),
+        ("load", "floor", "8"),
+        ("load", "floor+audit", "8"),
+        ("stop", "service"),
+        ("stop", "floor"),
+        ("stop", "floor+audit"),
+    ]
+    assert [(r["target"], r["audit"], r["connections"]) for r in runs] == [
+        ("service", "sqlite", 1),
+        ("floor", None, 1),
+        ("floor+audit", "sqlite", 1),
+        ("service", "sqlite", 8),
+        ("floor", None, 8),
+        ("floor+audit", "sqlite", 8),
+    ]
+
+
+def test_closed_loop_measures_the_others_when_a_server_fails(tmp_path: Path) -> None:
+    bench = _FakeBench(tmp_path, broken="floor", refused="floor+audit")
+    runs = bench.measure_servers((("service", "sqlite"), ("floor", None), ("floor+audit", "sqlite")), 1, (1, 8))
+    assert bench.log == [
+        ("start", "service"),
+        ("start", "floor+audit"),
+        ("stop", "floor+audit"),  # refused the benchmark's body: not measured
+        ("load", "service", "1"),
+        ("load", "service", "8"),
+        ("stop", "service"),
+    ]
+    errors = [(r["target"], r.get("connections"), r["error"]) for r in runs if "error" in r]
+    assert errors == [
+        ("floor", 1, "server did not start: floor exited 1"),
+        ("floor", 8, "server did not start: floor exited 1"),
+        ("floor+audit", None, "floor+audit answered 500 to the benchmark body"),
+    ]
+    assert len(bench.errors) == 2
