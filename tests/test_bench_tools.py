@@ -535,6 +535,9 @@ def test_instruction_count_calls_are_the_clean_benchmark_call(app: tuple[str, ..
     assert result.stdout.strip() == "4 calls answered 200 with no cards"
 
 
+_TARGETS: tuple[tuple[str, str | None], ...] = (("service", "sqlite"), ("floor", None), ("floor+audit", "sqlite"))
+
+
 class _FakeServer:
     def __init__(self, target: str, log: list[tuple[str, ...]], fails: bool) -> None:
         self.target, self.log, self.fails = target, log, fails
@@ -573,7 +576,7 @@ class _FakeBench(Bench):
 
 def test_closed_loop_measures_service_and_floors_in_turn_at_each_concurrency(tmp_path: Path) -> None:
     bench = _FakeBench(tmp_path)
-    runs = bench.measure_servers((("service", "sqlite"), ("floor", None), ("floor+audit", "sqlite")), 1, (1, 8))
+    runs = bench.measure_servers(_TARGETS, 1, (1, 8))
     assert bench.log == [
         ("start", "service"),
         ("start", "floor"),
@@ -600,7 +603,7 @@ def test_closed_loop_measures_service_and_floors_in_turn_at_each_concurrency(tmp
 
 def test_closed_loop_measures_the_others_when_a_server_fails(tmp_path: Path) -> None:
     bench = _FakeBench(tmp_path, broken="floor", refused="floor+audit")
-    runs = bench.measure_servers((("service", "sqlite"), ("floor", None), ("floor+audit", "sqlite")), 1, (1, 8))
+    runs = bench.measure_servers(_TARGETS, 1, (1, 8))
     assert bench.log == [
         ("start", "service"),
         ("start", "floor+audit"),
