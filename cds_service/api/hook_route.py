@@ -68,20 +68,19 @@ class CdsApp(FastAPI):
         self.hook_stack = hook
         return stack
 
-    def _short_way(self, scope: Scope) -> bool:
-        if scope["type"] != "http" or scope["method"] != "POST" or self.hook_stack is None:
-            return False
+    def _short_way_allowed(self, scope: Scope) -> bool:
         if self.root_path or scope.get("root_path"):
             return False  # Starlette's routing strips a root path; leave that to it
         telemetry = getattr(self, "_native_telemetry", None)
         return not (telemetry is not None and telemetry.enabled())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._short_way(scope):
+        stack = self.hook_stack  # built with FastAPI's own stack, at start-up
+        if stack is not None and scope["type"] == "http" and scope["method"] == "POST":
             match = HOOK_PATH.match(scope["path"])
-            if match is not None and self.hook_stack is not None:
+            if match is not None and self._short_way_allowed(scope):
                 scope["app"] = self
                 scope["path_params"] = {"service_id": match.group(1)}
-                await self.hook_stack(scope, receive, send)
+                await stack(scope, receive, send)
                 return
         await super().__call__(scope, receive, send)
