@@ -17,13 +17,12 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, Response
 
+from cds_service.api.hooks import identify
 from cds_service.audit.records import InvocationRecord
 from cds_service.audit.store import SqlAuditStore
 from cds_service.settings import Settings
 
 NO_CARDS = orjson.dumps({"cards": []})
-_FIELDS = (("hook", "hook"), ("hookInstance", "hook_instance"))
-_CONTEXT_FIELDS = (("userId", "user_id"), ("patientId", "patient_id"), ("encounterId", "encounter_id"))
 
 
 @asynccontextmanager
@@ -41,12 +40,7 @@ app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan
 
 def record_of(service_id: str, body: Any, now: datetime) -> InvocationRecord:
     record = InvocationRecord(service_id=service_id, received_at=now, responded_at=now, http_status=200)
-    if isinstance(body, dict):
-        context = body.get("context") if isinstance(body.get("context"), dict) else {}
-        for source, fields in ((body, _FIELDS), (context, _CONTEXT_FIELDS)):
-            for name, attribute in fields:
-                if isinstance(source.get(name), str):
-                    setattr(record, attribute, source[name][:256])
+    identify(record, body)  # what the service reads from any body, before it evaluates anything
     return record
 
 

@@ -66,7 +66,7 @@ def json_response(content: dict[str, Any], version: str, status_code: int = 200)
     )
 
 
-def _identify(record: InvocationRecord, body: Any) -> None:
+def identify(record: InvocationRecord, body: Any) -> None:
     """What can be read from a body that may not be valid, for the record of a refused call."""
     if not isinstance(body, dict):
         return
@@ -84,7 +84,7 @@ async def _evaluate(
     runtime: Runtime, service: ServiceDefinition, body: Any, record: InvocationRecord, request_id: str | None = None
 ) -> Response:
     knowledge = runtime.knowledge
-    _identify(record, body)
+    identify(record, body)
     hook_request, context = parse_hook_request(body, service.id, service.hook)
     record.draft_orders = draft_order_summary(context.draftOrders.resources())
     gateway, no_server_reason = gateway_for(runtime, hook_request, request_id)
