@@ -510,6 +510,32 @@ def test_floor_audit_app_commits_a_record_before_it_answers(
     assert verified.ok
 
 
+@pytest.mark.e2e
+def test_no_audit_app_evaluates_and_records_nothing(
+    body_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The baseline of bench/audit_write_latency.py: the whole service, with hook calls left out of the audit log
+    (the hook path submits its record, so a store that only overrode ``record_invocation`` still wrote them)."""
+    monkeypatch.setenv("CDS_DATA_DIR", str(tmp_path / "no-audit"))
+    monkeypatch.setenv("CDS_AUTH_REQUIRED", "false")
+    body = body_file.read_bytes()
+    with uvicorn_in_thread("bench.no_audit_app:create", factory=True, access_log=False) as url:
+        answers = [
+            httpx.post(
+                f"{url}/cds-services/palbociclib-order-sign", content=body, headers={"Content-Type": "application/json"}
+            )
+            for _ in range(2)
+        ]
+        store = SqlAuditStore(Settings().audit_url)
+        try:
+            records = store.records("invocation")
+        finally:
+            store.close()
+    assert [(a.status_code, a.json()) for a in answers] == [(200, {"cards": []})] * 2
+    assert answers[0].headers["X-Knowledge-Version"]  # answered by the service, not a stub
+    assert records == []
+
+
 def test_sqlite_writers_bench_runs_both_arms_and_the_chain_verifies() -> None:
     for locked in (False, True):
         result = run_sqlite_writers(locked, rate=200.0, records=20)
