@@ -157,6 +157,29 @@ def _error_note(section: Any) -> str | None:
     return None
 
 
+def _span(values: list[float], unit: str, digits: int) -> str:
+    low, high = min(values), max(values)
+    return f"{low:.{digits}f} {unit}" if low == high else f"{low:.{digits}f} to {high:.{digits}f} {unit}"
+
+
+def host_rows(probes: list[dict[str, Any]] | None) -> list[list[str]]:
+    """The host probes of the run (bench/host_probe.py), as ranges over the probes."""
+    if not probes:
+        return [["host speed", "not recorded"], ["fdatasync on the data disk", "not recorded"]]
+    loops = [p["cpu_loop_s"] for p in probes]
+    syncs = [p["fdatasync_ms"] for p in probes]
+    count = f"over {len(probes)} probes" if len(probes) > 1 else "one probe"
+    return [
+        ["host speed", f"calibration loop on the server's core, best of 3: {_span(loops, 's', 3)}, {count}"],
+        [
+            "fdatasync on the data disk",
+            f"{syncs[0]['pages']} pages of 4 KiB overwritten, {syncs[0]['samples']} times a probe: "
+            f"p50 {_span([s['p50'] for s in syncs], 'ms', 2)}, p99 {_span([s['p99'] for s in syncs], 'ms', 2)}, "
+            f"max {_span([s['max'] for s in syncs], 'ms', 1)}, {count}",
+        ],
+    ]
+
+
 def environment_table(result: dict[str, Any]) -> str:
     env = result["environment"]
     payload = result.get("payload", {})
@@ -193,6 +216,7 @@ def environment_table(result: dict[str, Any]) -> str:
             f"{result['settings']['warmup_s']:g} s warm-up + {result['settings']['duration_s']:g} s "
             f"measured per closed-loop point; {result['settings']['fixed_rate_s']:g} s at the fixed rate",
         ],
+        *host_rows(result.get("host_probes")),
     ]
     return _table(["", ""], [[f"**{name}**", value] for name, value in rows])
 

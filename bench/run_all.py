@@ -38,7 +38,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench import perf_report  # noqa: E402
+from bench import host_probe, perf_report  # noqa: E402
 from bench.fallback_timing import run_fallback  # noqa: E402
 from bench.order_sign_latency import SCENARIO, SERVICE, free_port  # noqa: E402
 from bench.pinned_server import (  # noqa: E402
@@ -179,6 +179,7 @@ class Bench:
         self.commands: list[str] = []
         self.errors: list[str] = []
         self.answer: dict[str, Any] = {}
+        self.probes: list[dict[str, Any]] = []
         self._servers = 0
 
     # -- servers ------------------------------------------------------------------------------
@@ -241,6 +242,14 @@ class Bench:
         )
         return run_wrk(measured, self.commands)
 
+    def probe(self, label: str) -> None:
+        """The host's speed (on the server's core) and the data disk's fdatasync, before the runs ``label`` names,
+        while no server is busy."""
+        try:
+            self.probes.append(host_probe.probe(label, SERVER_CORE if self.pinned else None, self.workdir))
+        except (OSError, subprocess.CalledProcessError, ValueError) as exc:
+            self.errors.append(f"host probe before {label}: {exc}")
+
     # -- the runs -----------------------------------------------------------------------------
     def measure_servers(
         self,
@@ -294,8 +303,10 @@ class Bench:
             targets: tuple[tuple[str, str | None], ...] = (("service", "sqlite"), ("floor", None))
             if workers == 1:
                 targets += (("floor+audit", "sqlite"),)
+            self.probe(f"closed loop, {workers} worker(s)")
             runs += self.measure_servers(targets, workers, CONCURRENCY)
         if self.postgres_url:
+            self.probe("closed loop, PostgreSQL")
             runs += self.measure_servers(
                 (("service", "postgresql"),), 1, (POSTGRES_CONNECTIONS,), audit_url=self.postgres_url
             )
@@ -303,6 +314,7 @@ class Bench:
 
     def fixed_rate(self) -> dict[str, Any]:
         connections = self.plan.fixed_rate_connections
+        self.probe("fixed rate")
         with self.server("service", 1) as server:
             self.check("service", server.url)
             record = self.load(server.url, self.paced_script, connections, self.plan.fixed_rate_s)
@@ -450,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
         result["fixed_rate"] = bench.section("fixed rate", bench.fixed_rate)
         result["fhir_fallback"] = bench.section("FHIR fallback", bench.fallback)
         result["memory"] = bench.section("memory", bench.memory)
+        bench.probe("the end of the run")
+        result["host_probes"] = bench.probes
         result["payload"].update(bench.answer)
         result["errors"] = bench.errors
         result["commands"] = [result["invocation"], *bench.commands]

@@ -8,6 +8,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bench import perf_report
+from bench import host_probe, perf_report
 from bench.async_fhir_stub import StubProcess
 from bench.fallback_timing import service_queries
 from bench.pinned_server import ServerFailed
@@ -415,6 +416,13 @@ def _result() -> dict[str, Any]:
             "ok": True,
         },
     }
+    result["host_probes"] = [
+        {"before": label, "at": "2026-11-22T10:00:00+00:00", "cpu_loop_s": loop, "fdatasync_ms": sync}
+        for label, loop, sync in (
+            ("closed loop, 1 worker(s)", 0.147, {"p50": 0.12, "p99": 1.41, "max": 2.4, "samples": 200, "pages": 9}),
+            ("fixed rate", 0.295, {"p50": 0.35, "p99": 3.37, "max": 52.9, "samples": 200, "pages": 9}),
+        )
+    ]
     result["targets"] = perf_report.targets(result)
     return result
 
@@ -457,6 +465,27 @@ def test_doc_tables_are_regenerated_between_their_markers() -> None:
     assert "| **hot-path modules** | compiled |" in updated
     assert "| 1 | 1 | 5.00 | 1.00 | 5.00 | MISS | 2.50 | 2.50 |" in updated
     assert "| 1 | 8 | 4.00 | 2.00 | 2.00 | PASS | - | - |" in updated
+    assert "| **host speed** | calibration loop on the server's core, best of 3: 0.147 to 0.295 s, over 2 probes |" in (
+        updated
+    )
+    assert "p50 0.12 to 0.35 ms, p99 1.41 to 3.37 ms, max 2.4 to 52.9 ms, over 2 probes |" in updated
+
+
+def test_a_record_without_host_probes_says_so() -> None:
+    result = _result()
+    del result["host_probes"]  # records made before the probes
+    table = perf_report.environment_table(result)
+    assert "| **host speed** | not recorded |" in table
+    assert "| **fdatasync on the data disk** | not recorded |" in table
+
+
+def test_host_probe_times_the_loop_and_the_disk(tmp_path: Path) -> None:
+    core = min(os.sched_getaffinity(0))
+    assert 0 < host_probe.cpu_loop_seconds(core, repeats=1) < 60
+    synced = host_probe.fdatasync_ms(tmp_path, samples=20)
+    assert 0 < synced["p50"] <= synced["p99"] <= synced["max"]
+    assert (synced["samples"], synced["pages"]) == (20, host_probe.COMMIT_PAGES)
+    assert list(tmp_path.iterdir()) == []  # the probe's file is gone
 
 
 def test_doc_without_a_marker_is_an_error() -> None:
@@ -594,6 +623,9 @@ class _FakeBench(Bench):
         if target == self.refused:
             raise BenchError(f"{target} answered 500 to the benchmark body")
 
+    def probe(self, label: str) -> None:
+        self.log.append(("probe", label))
+
     def load(self, url: str, script: Path, connections: int, duration_s: float) -> dict[str, Any]:
         self.log.append(("load", url.removeprefix("http://"), str(connections)))
         latency = {"p50": 1.0, "p95": 2.0, "p99": 3.0}
@@ -645,3 +677,28 @@ def test_closed_loop_measures_the_others_when_a_server_fails(tmp_path: Path) -> 
         ("floor+audit", None, "floor+audit answered 500 to the benchmark body"),
     ]
     assert len(bench.errors) == 2
+
+
+def test_the_host_is_probed_before_each_group_while_no_server_runs(tmp_path: Path) -> None:
+    bench = _FakeBench(tmp_path)
+    bench.closed_loop()
+    probes = [index for index, entry in enumerate(bench.log) if entry[0] == "probe"]
+    assert [bench.log[index] for index in probes] == [
+        ("probe", "closed loop, 1 worker(s)"),
+        ("probe", "closed loop, 2 worker(s)"),
+    ]
+    for index in probes:
+        started = sum(1 for entry in bench.log[:index] if entry[0] == "start")
+        stopped = sum(1 for entry in bench.log[:index] if entry[0] == "stop")
+        assert started == stopped  # no server up while the host is timed
+
+
+def test_a_failed_host_probe_is_recorded_not_raised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(label: str, core: int | None, directory: Path) -> dict[str, Any]:
+        raise subprocess.CalledProcessError(1, ["taskset"])
+
+    monkeypatch.setattr(host_probe, "probe", broken)
+    bench = Bench(QUICK, tmp_path, pinned=False, log_level="INFO", postgres_url=None)
+    bench.probe("fixed rate")
+    assert bench.probes == []
+    assert bench.errors == ["host probe before fixed rate: Command '['taskset']' returned non-zero exit status 1."]
