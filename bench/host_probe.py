@@ -63,6 +63,31 @@ def fdatasync_ms(directory: Path, samples: int = 200, pages: int = COMMIT_PAGES)
     }
 
 
+def core_times(core: int | None, stat_text: str | None = None) -> tuple[int, int] | None:
+    """(stolen, all) clock ticks of ``core`` (all cores when ``None``) since boot, from ``/proc/stat``; ``None``
+    where there is no such file or line. Stolen time is what the hypervisor gave to other guests while this one
+    had work to run."""
+    try:
+        text = stat_text if stat_text is not None else Path("/proc/stat").read_text()
+    except OSError:
+        return None
+    name = "cpu" if core is None else f"cpu{core}"
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and fields[0] == name and len(fields) > 8:
+            ticks = [int(value) for value in fields[1:]]
+            # guest and guest_nice (fields 9 and 10) are already counted in user and nice
+            return ticks[7], sum(ticks[:8])
+    return None
+
+
+def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the core's time stolen between two readings of ``core_times``."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round(100 * (after[0] - before[0]) / (after[1] - before[1]), 1)
+
+
 def probe(label: str, core: int | None, directory: Path) -> dict[str, Any]:
     return {
         "before": label,

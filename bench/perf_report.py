@@ -226,7 +226,7 @@ def latency_table(result: dict[str, Any]) -> str:
     for run in result.get("closed_loop", []):
         label = [run["target"], str(run["workers"]), run.get("audit") or "-", str(run.get("connections", "-"))]
         if "error" in run:
-            rows.append([*label, "not measured", "", "", "", "", run["error"][:80]])
+            rows.append([*label, "not measured", "", "", "", "", run["error"][:80], ""])
             continue
         lat = run["latency_ms"]
         failures = str(run["failures"]) if run["ok"] else f"**{run['failures']}** ({_failure_kinds(run)})"
@@ -239,6 +239,7 @@ def latency_table(result: dict[str, Any]) -> str:
                 _ms(lat["p99"]),
                 _ms(lat["max"]),
                 failures,
+                _stolen(run),
             ]
         )
     note = result.get("postgres_skipped")
@@ -254,10 +255,17 @@ def latency_table(result: dict[str, Any]) -> str:
             "p99 ms",
             "max ms",
             "failures",
+            "server core stolen %",
         ],
         rows,
     )
     return table + (f"\n\nPostgreSQL audit store: not measured ({note})." if note else "")
+
+
+def _stolen(run: dict[str, Any]) -> str:
+    """The hypervisor's share of the server's core during the run (bench/host_probe.py), when recorded."""
+    stolen = run.get("server_core_steal_percent")
+    return "-" if stolen is None else f"{stolen:.1f}"
 
 
 def _failure_kinds(run: dict[str, Any]) -> str:
@@ -315,6 +323,7 @@ def fixed_rate_table(result: dict[str, Any]) -> str:
             "p99 ms",
             "max ms",
             "failures",
+            "server core stolen %",
             f"p99 ≤ {P99_LIMIT_MS:g} ms",
         ],
         [
@@ -328,6 +337,7 @@ def fixed_rate_table(result: dict[str, Any]) -> str:
                 _ms(lat["p99"]),
                 _ms(lat["max"]),
                 str(fixed["failures"]),
+                _stolen(fixed),
                 verdict,
             ]
         ],

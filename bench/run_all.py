@@ -240,7 +240,11 @@ class Bench:
         measured = wrk_command(
             target, script, connections=connections, duration_s=duration_s, timeout_s=timeout_s, core=core
         )
-        return run_wrk(measured, self.commands)
+        server_core = SERVER_CORE if self.pinned else None
+        before = host_probe.core_times(server_core)
+        record = run_wrk(measured, self.commands)
+        record["server_core_steal_percent"] = host_probe.steal_percent(before, host_probe.core_times(server_core))
+        return record
 
     def probe(self, label: str) -> None:
         """The host's speed (on the server's core) and the data disk's fdatasync, before the runs ``label`` names,

@@ -360,7 +360,7 @@ def _result() -> dict[str, Any]:
         }
 
     closed = [
-        run("service", 1, 1, 5000),
+        {**run("service", 1, 1, 5000), "server_core_steal_percent": 12.5},
         run("floor", 1, 1, 1000),  # ratio 5: MISS
         run("service", 1, 8, 4000),
         run("floor", 1, 8, 2000),  # ratio 2: PASS
@@ -461,6 +461,8 @@ def test_doc_tables_are_regenerated_between_their_markers() -> None:
         assert f"<!-- bench:{name} -->\n{table}\n<!-- /bench:{name} -->" in updated
     assert perf_report.update_doc(updated, tables) == updated
     assert "| service | 2 | sqlite | 1 | not measured |" in updated
+    assert "| service | 1 | sqlite | 1 | 200 | 5.00 | 10.00 | 15.00 | 45.00 | 0 | 12.5 |" in updated
+    assert "| floor | 1 | - | 1 | 200 | 1.00 | 2.00 | 3.00 | 9.00 | 0 | - |" in updated  # not recorded
     assert "_Not measured: server did not start_" in updated
     assert "| **hot-path modules** | compiled |" in updated
     assert "| 1 | 1 | 5.00 | 1.00 | 5.00 | MISS | 2.50 | 2.50 |" in updated
@@ -477,6 +479,25 @@ def test_a_record_without_host_probes_says_so() -> None:
     table = perf_report.environment_table(result)
     assert "| **host speed** | not recorded |" in table
     assert "| **fdatasync on the data disk** | not recorded |" in table
+
+
+_STAT = """cpu  100 0 50 800 10 0 5 35 7 0
+cpu0 60 0 30 380 5 0 3 22 7 0
+cpu1 40 0 20 420 5 0 2 13 0 0
+intr 12345
+"""
+
+
+def test_stolen_time_is_read_per_core_from_proc_stat() -> None:
+    assert host_probe.core_times(0, _STAT) == (22, 500)  # guest time is inside user time, not added again
+    assert host_probe.core_times(None, _STAT) == (35, 1000)
+    assert host_probe.core_times(5, _STAT) is None
+    assert host_probe.steal_percent((22, 500), (72, 1500)) == 5.0
+    assert host_probe.steal_percent(None, (72, 1500)) is None
+    assert host_probe.steal_percent((22, 500), (22, 500)) is None  # no tick between the readings
+    live = host_probe.core_times(min(os.sched_getaffinity(0)))
+    assert live is not None
+    assert 0 <= live[0] <= live[1]
 
 
 def test_host_probe_times_the_loop_and_the_disk(tmp_path: Path) -> None:
