@@ -532,26 +532,31 @@ def test_floor_app_answers_no_cards_to_the_realistic_body(floor_url: str, body_f
     assert len(body_file.read_bytes()) > 50_000  # the realistic prefetch, not a stub body
 
 
+def _post_and_read_store(app: str, body: bytes, calls: int, **config: Any) -> tuple[list[httpx.Response], Any, Any]:
+    """``app`` served by uvicorn, ``body`` posted ``calls`` times; then, while it still runs, the invocation records
+    of the audit store of ``CDS_DATA_DIR`` and the result of verifying its chain."""
+    with uvicorn_in_thread(app, access_log=False, **config) as url:
+        answers = [
+            httpx.post(
+                f"{url}/cds-services/palbociclib-order-sign", content=body, headers={"Content-Type": "application/json"}
+            )
+            for _ in range(calls)
+        ]
+        store = SqlAuditStore(Settings().audit_url)
+        try:
+            return answers, store.records("invocation"), store.verify()
+        finally:
+            store.close()
+
+
 @pytest.mark.e2e
 def test_floor_audit_app_commits_a_record_before_it_answers(
     body_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CDS_DATA_DIR", str(tmp_path / "floor-audit"))
     body = body_file.read_bytes()
-    with uvicorn_in_thread("bench.floor_audit_app:app", access_log=False) as url:
-        answers = [
-            httpx.post(
-                f"{url}/cds-services/palbociclib-order-sign", content=body, headers={"Content-Type": "application/json"}
-            )
-            for _ in range(3)
-        ]
-        # Read while the server runs: each answer waited for its record's commit.
-        store = SqlAuditStore(Settings().audit_url)
-        try:
-            records = store.records("invocation")
-            verified = store.verify()
-        finally:
-            store.close()
+    # The store is read while the server runs: each answer waited for its record's commit.
+    answers, records, verified = _post_and_read_store("bench.floor_audit_app:app", body, 3)
     assert [(a.status_code, a.json()) for a in answers] == [(200, {"cards": []})] * 3
     sent = json.loads(body)
     assert [(r["serviceId"], r["hookInstance"], r["patientId"]) for r in records] == [
@@ -568,19 +573,7 @@ def test_no_audit_app_evaluates_and_records_nothing(
     (the hook path submits its record, so a store that only overrode ``record_invocation`` still wrote them)."""
     monkeypatch.setenv("CDS_DATA_DIR", str(tmp_path / "no-audit"))
     monkeypatch.setenv("CDS_AUTH_REQUIRED", "false")
-    body = body_file.read_bytes()
-    with uvicorn_in_thread("bench.no_audit_app:create", factory=True, access_log=False) as url:
-        answers = [
-            httpx.post(
-                f"{url}/cds-services/palbociclib-order-sign", content=body, headers={"Content-Type": "application/json"}
-            )
-            for _ in range(2)
-        ]
-        store = SqlAuditStore(Settings().audit_url)
-        try:
-            records = store.records("invocation")
-        finally:
-            store.close()
+    answers, records, _ = _post_and_read_store("bench.no_audit_app:create", body_file.read_bytes(), 2, factory=True)
     assert [(a.status_code, a.json()) for a in answers] == [(200, {"cards": []})] * 2
     assert answers[0].headers["X-Knowledge-Version"]  # answered by the service, not a stub
     assert records == []
