@@ -182,11 +182,15 @@ class Bench:
         self.probes: list[dict[str, Any]] = []
         self._servers = 0
 
+    @property
+    def server_core(self) -> int | None:
+        return SERVER_CORE if self.pinned else None
+
     # -- servers ------------------------------------------------------------------------------
     def server(self, target: str, workers: int, audit_url: str | None = None) -> Server:
         self._servers += 1
         port = free_port()
-        core = SERVER_CORE if self.pinned else None
+        core = self.server_core
         log = self.workdir / f"server-{self._servers}.log"
         if target == "floor":
             server = Server(floor_command(port, workers, self.log_level), clean_env(), port, log, floor_ready, core)
@@ -240,17 +244,16 @@ class Bench:
         measured = wrk_command(
             target, script, connections=connections, duration_s=duration_s, timeout_s=timeout_s, core=core
         )
-        server_core = SERVER_CORE if self.pinned else None
-        before = host_probe.core_times(server_core)
+        before = host_probe.core_times(self.server_core)
         record = run_wrk(measured, self.commands)
-        record["server_core_steal_percent"] = host_probe.steal_percent(before, host_probe.core_times(server_core))
+        record["server_core_steal_percent"] = host_probe.steal_percent(before, host_probe.core_times(self.server_core))
         return record
 
     def probe(self, label: str) -> None:
         """The host's speed (on the server's core) and the data disk's fdatasync, before the runs ``label`` names,
         while no server is busy."""
         try:
-            self.probes.append(host_probe.probe(label, SERVER_CORE if self.pinned else None, self.workdir))
+            self.probes.append(host_probe.probe(label, self.server_core, self.workdir))
         except (OSError, subprocess.CalledProcessError, ValueError) as exc:
             self.errors.append(f"host probe before {label}: {exc}")
 
