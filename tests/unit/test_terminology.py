@@ -117,7 +117,17 @@ def test_lookup_is_per_domain(vs: ValueSets) -> None:
         (ICD10CM, "Z17.41", set()),
         # the same code in another system is another code
         (SNOMED, "C50.912", set()),
-        (SYSTEMS["icd10"], "C50.912", set()),
+        # WHO ICD-10: only the categories that mean the same as in ICD-10-CM (C50, C77-C79)
+        (SYSTEMS["icd10"], "C50.9", {"breast-cancer"}),
+        (SYSTEMS["icd10"], "C50.4", {"breast-cancer"}),
+        ("urn:oid:2.16.840.1.113883.6.3", "C50.9", {"breast-cancer"}),
+        (SYSTEMS["icd10"], "C78.7", {"secondary-malignancy"}),
+        (SYSTEMS["icd10"], "C79.5", {"secondary-malignancy"}),
+        (SYSTEMS["icd10"], "C77.3", {"secondary-malignancy"}),
+        (SYSTEMS["icd10"], "C7B.03", set()),  # an ICD-10-CM addition
+        (SYSTEMS["icd10"], "Z17.411", set()),
+        (SYSTEMS["icd10"], "Z17.0", set()),
+        (SYSTEMS["icd10"], "D05.1", set()),
     ],
 )
 def test_icd10cm_conditions(vs: ValueSets, system: str, code: str, expected: set[str]) -> None:
