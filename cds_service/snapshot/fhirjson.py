@@ -79,7 +79,20 @@ def concept_text(concept: Any) -> str:
     text = concept.get("text")
     if isinstance(text, str) and text.strip():
         return text
-    return "; ".join(c.display for c in codings(concept) if c.display)
+    # Every coding's display, also of a coding without a code (a Coding's code is optional: some systems send
+    # a medicine as {"display": "ketoconazole 200 MG Oral Tablet"} alone), which ``codings`` leaves out.
+    items = concept.get("coding", [concept])
+    if isinstance(items, dict):
+        items = [items]
+    if not isinstance(items, list):
+        return ""
+    displays = []
+    for item in items:
+        if isinstance(item, dict):
+            display = item.get("display")
+            if isinstance(display, str) and display.strip():
+                displays.append(display)
+    return "; ".join(displays)
 
 
 def parse_datetime(value: Any) -> datetime | None:

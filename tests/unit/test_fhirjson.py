@@ -222,6 +222,12 @@ def test_codings_single_coding_object_instead_of_list() -> None:
         ({"text": "  ", "coding": [{"code": "1", "display": "ANC"}, {"code": "2", "display": "Neut"}]}, "ANC; Neut"),
         ({"coding": [{"code": "1"}]}, ""),
         ({"code": "1", "display": "Bare"}, "Bare"),
+        # a Coding's code is optional: its display still names the concept
+        ({"coding": [{"display": "Itraconazole 100 mg capsule"}]}, "Itraconazole 100 mg capsule"),
+        ({"coding": [{"system": "s", "display": "A"}, {"code": "2", "display": "B"}, {"display": " "}]}, "A; B"),
+        ({"coding": {"display": "Single"}}, "Single"),
+        ({"display": "Bare, no code"}, "Bare, no code"),
+        ({"coding": "not a list"}, ""),
         ({}, ""),
         (None, ""),
     ],
