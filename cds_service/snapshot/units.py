@@ -3,11 +3,14 @@
 UCUM codes (http://unitsofmeasure.org) are matched exactly; the non-UCUM spellings real feeds send
 (clinical brief §6.5: ``K/uL``, ``x10E3/uL``, ``thou/mm3``, ``G/L`` ...) are listed explicitly and matched
 ignoring case. In UCUM ``K`` is kelvin and ``G`` only a prefix, so these strings are never handed to a
-generic UCUM parser. A unit that is not listed makes the value uninterpretable: it is never guessed.
+generic UCUM parser. A unit as printed on a report is first put in plain characters (µ or μ as UCUM's
+``u``, 10³ as 10^3, no spaces): a change of typeface, not of unit. A unit that is not listed then makes the
+value uninterpretable: it is never guessed.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -145,9 +148,32 @@ def _lookup(table: dict[str, float], unit: str) -> float | None:
     return None
 
 
+_TYPOGRAPHIC = str.maketrans(
+    {
+        "µ": "u",  # MICRO SIGN, UCUM's print symbol for the prefix whose code is "u"
+        "μ": "u",  # GREEK SMALL LETTER MU, the same symbol as typed elsewhere
+        " ": None,
+        "\u00a0": None,
+        "\u202f": None,
+    }
+)
+_SUPERSCRIPT_DIGITS = str.maketrans("⁰¹²³⁴⁵⁶⁷⁸⁹", "0123456789")
+_POWER = re.compile("[⁰¹²³⁴⁵⁶⁷⁸⁹]+")
+
+
+def typographic(unit: str) -> str:
+    """A unit as printed on a report ("x10³/µL", "10^9 /L") in the plain characters of the tables: the micro
+    sign or Greek mu as UCUM's "u", a superscript power of ten after a caret, no spaces."""
+    unit = unit.strip()
+    if unit.isascii() and " " not in unit:  # nearly every unit: nothing to replace
+        return unit
+    unit = unit.translate(_TYPOGRAPHIC)
+    return _POWER.sub(lambda power: "^" + power.group().translate(_SUPERSCRIPT_DIGITS), unit)
+
+
 def convert(value: float, unit: str | None, lab: LabUnit) -> float | None:
     """``value`` in ``unit`` expressed in ``lab.canonical``; ``None`` when the unit cannot be interpreted."""
-    unit = (unit or "").strip()
+    unit = typographic(unit or "")
     if lab.kind == "ratio":
         factor = _lookup(_RATIO, unit) if unit else 1.0
         return None if factor is None else value * factor

@@ -9,7 +9,7 @@ import pytest
 
 from cds_service.snapshot.labs import LAB_UNITS, lab_results, newest_first
 from cds_service.snapshot.model import LabResult
-from cds_service.snapshot.units import CANONICAL, LabUnit, convert
+from cds_service.snapshot.units import CANONICAL, LabUnit, convert, typographic
 from cds_service.terminology import ValueSets
 from tests.unit.fhir import HGNC, LOINC, SNOMED, UCUM, V3_INTERPRETATION, concept, observation
 
@@ -67,6 +67,46 @@ COUNT = LabUnit("count-per-volume", "10*9/L")
 )
 def test_count_units_convert_to_10e9_per_litre(value: float, unit: str, expected: float) -> None:
     assert convert(value, unit, ANC) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "expected"),
+    [
+        (1300, "/µL", 1.3),  # MICRO SIGN
+        (1300, "/μL", 1.3),  # GREEK SMALL LETTER MU
+        (1300, "cells/µL", 1.3),
+        (1.3, "K/µL", 1.3),
+        (1.3, "x10³/µL", 1.3),
+        (1.3, "10³/µL", 1.3),
+        (1.3, "10⁹/L", 1.3),
+        (1.3, "x 10^9/L", 1.3),
+        (1.3, "10^9\u00a0/L", 1.3),
+        (1.3, "10*3/µl", 1.3),
+    ],
+)
+def test_count_units_as_printed_on_reports(value: float, unit: str, expected: float) -> None:
+    assert convert(value, unit, ANC) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("unit", "plain"),
+    [
+        ("x10³/µL", "x10^3/uL"),
+        ("10¹²/L", "10^12/L"),
+        (" µmol/L ", "umol/L"),
+        ("μkat/L", "ukat/L"),
+        ("K/uL", "K/uL"),
+        ("°C", "°C"),
+    ],
+)
+def test_typographic_spellings_become_the_tables_characters(unit: str, plain: str) -> None:
+    assert typographic(unit) == plain
+
+
+def test_printed_units_still_never_guessed() -> None:
+    assert convert(1.4, "K/µ", ANC) is None
+    assert convert(1.4, "x10³", ANC) is None
+    assert convert(1.4, "Giga/L", ANC) is None
 
 
 @pytest.mark.parametrize("concept_id", ["anc", "wbc", "platelets"])
