@@ -49,7 +49,7 @@ def palbociclib_orders(
             matched_by=resolved.matched_by,
             text=resolved.text,
             evidence=evidence(resource, when, f"{resolved.text or 'palbociclib'} (draft order)"),
-            details=describe_order(resource, resolved.product),
+            details=describe_order(resource, resolved.product, resolved.text),
             replaces=_prior_prescriptions(resource),
         )
         found.append((resource, order))

@@ -607,6 +607,17 @@ def _contained_strength(resource: dict[str, Any]) -> float | None:
     return None
 
 
+# An amount in mg that is not a concentration or a rate (mg/mL, mg/kg, mg/day).
+_TEXT_STRENGTH = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*mg\b(?!\s*/\s*[a-zµ])", re.IGNORECASE)
+
+
+def text_strength(text: str) -> float | None:
+    """mg per tablet or capsule named in a medicine's text ("palbociclib 100 MG Oral Tablet"), for an order
+    with no product code: the one mg amount the text names, or ``None`` when it names none or several."""
+    amounts = {float(found) for found in _TEXT_STRENGTH.findall(text)}
+    return amounts.pop() if len(amounts) == 1 else None
+
+
 def _ordered_dosages(resource: dict[str, Any]) -> list[dict[str, Any]]:
     dosages = [d for d in as_list(resource.get("dosageInstruction")) if isinstance(d, dict)]
     return sorted(dosages, key=lambda d: _number(d.get("sequence")) or 0.0)
@@ -623,13 +634,17 @@ def _dosage_texts(dosage: dict[str, Any]) -> str:
     return " | ".join(p for p in parts if p)
 
 
-def describe_schedule(resource: dict[str, Any], product: Product | None) -> DoseSchedule | None:
-    """The dose and schedule of a MedicationRequest; ``None`` when it has no dosage instruction."""
+def describe_schedule(resource: dict[str, Any], product: Product | None, text: str = "") -> DoseSchedule | None:
+    """The dose and schedule of a MedicationRequest; ``None`` when it has no dosage instruction. ``text`` is
+    the medicine's text, read for the strength when neither a product code nor a contained Medication gives
+    it."""
     dosages = _ordered_dosages(resource)
     if not dosages:
         return None
     dosage = dosages[0]
     strength = (product.strength_mg if product else None) or _contained_strength(resource)
+    if strength is None and product is None:
+        strength = text_strength(text)
     timing = as_dict(dosage.get("timing"))
     text = _dosage_texts(dosage)
 
@@ -698,12 +713,12 @@ def _food_instruction(resource: dict[str, Any]) -> bool:
     return any(_WITH_FOOD.search(_normalised(_dosage_texts(dosage))) for dosage in _ordered_dosages(resource))
 
 
-def describe_order(resource: Any, product: Product | None) -> OrderDetails:
-    """What a MedicationRequest says about how palbociclib is to be taken."""
+def describe_order(resource: Any, product: Product | None, text: str = "") -> OrderDetails:
+    """What a MedicationRequest says about how palbociclib is to be taken (``text``: the medicine's text)."""
     if not isinstance(resource, dict):
         return OrderDetails()
     return OrderDetails(
-        schedule=describe_schedule(resource, product),
+        schedule=describe_schedule(resource, product, text),
         start=_start(resource),
         reasons=_reasons(resource),
         food_instruction=_food_instruction(resource),

@@ -20,6 +20,7 @@ from cds_service.snapshot.order_details import (
     describe_schedule,
     text_per_day,
     text_schedule,
+    text_strength,
 )
 from cds_service.terminology import ValueSets
 from tests.unit.fhir import RXNORM, UCUM
@@ -183,6 +184,39 @@ def test_contained_medication_gives_the_strength_of_a_tablet_count() -> None:
         }
     ]
     assert schedule_of(resource, None).dose_mg == 100.0
+
+
+@pytest.mark.parametrize(
+    ("product", "text", "mg"),
+    [
+        (None, "palbociclib 125 MG Oral Tablet", 125.0),
+        (TAB_100, "palbociclib 125 MG Oral Tablet", 100.0),  # the product code wins
+        (None, "palbociclib", None),
+    ],
+)
+def test_medicine_text_gives_the_strength_when_no_code_does(
+    product: Product | None, text: str, mg: float | None
+) -> None:
+    schedule = describe_schedule(labelled(qty(1, unit="tablet", code="{tablet}")), product, text)
+    assert schedule is not None
+    assert schedule.dose_mg == mg
+
+
+@pytest.mark.parametrize(
+    ("text", "mg"),
+    [
+        ("palbociclib 100 MG Oral Tablet", 100.0),
+        ("Ibrance 125mg capsule", 125.0),
+        ("IBRANCE 75 mg tablet; palbociclib 75 MG", 75.0),
+        ("palbociclib", None),
+        ("palbociclib 75 mg / 100 mg", None),  # two amounts: not guessed
+        ("oral solution 5 mg/mL", None),  # a concentration
+        ("100 MG/DAY", None),  # a rate
+        ("1100 mg", 1100.0),
+    ],
+)
+def test_text_strength(text: str, mg: float | None) -> None:
+    assert text_strength(text) == mg
 
 
 @pytest.mark.parametrize(
