@@ -634,17 +634,19 @@ def _dosage_texts(dosage: dict[str, Any]) -> str:
     return " | ".join(p for p in parts if p)
 
 
-def describe_schedule(resource: dict[str, Any], product: Product | None, text: str = "") -> DoseSchedule | None:
-    """The dose and schedule of a MedicationRequest; ``None`` when it has no dosage instruction. ``text`` is
-    the medicine's text, read for the strength when neither a product code nor a contained Medication gives
-    it."""
+def describe_schedule(
+    resource: dict[str, Any], product: Product | None, medicine_text: str = ""
+) -> DoseSchedule | None:
+    """The dose and schedule of a MedicationRequest; ``None`` when it has no dosage instruction.
+    ``medicine_text`` is the medicine's text, read for the strength when neither a product code nor a contained
+    Medication gives it."""
     dosages = _ordered_dosages(resource)
     if not dosages:
         return None
     dosage = dosages[0]
     strength = (product.strength_mg if product else None) or _contained_strength(resource)
     if strength is None and product is None:
-        strength = text_strength(text)
+        strength = text_strength(medicine_text)
     timing = as_dict(dosage.get("timing"))
     text = _dosage_texts(dosage)
 
@@ -713,12 +715,13 @@ def _food_instruction(resource: dict[str, Any]) -> bool:
     return any(_WITH_FOOD.search(_normalised(_dosage_texts(dosage))) for dosage in _ordered_dosages(resource))
 
 
-def describe_order(resource: Any, product: Product | None, text: str = "") -> OrderDetails:
-    """What a MedicationRequest says about how palbociclib is to be taken (``text``: the medicine's text)."""
+def describe_order(resource: Any, product: Product | None, medicine_text: str = "") -> OrderDetails:
+    """What a MedicationRequest says about how palbociclib is to be taken (``medicine_text``: the medicine's
+    text)."""
     if not isinstance(resource, dict):
         return OrderDetails()
     return OrderDetails(
-        schedule=describe_schedule(resource, product, text),
+        schedule=describe_schedule(resource, product, medicine_text),
         start=_start(resource),
         reasons=_reasons(resource),
         food_instruction=_food_instruction(resource),
